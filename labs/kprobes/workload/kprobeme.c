@@ -1,0 +1,452 @@
+/*
+ * kprobeme: the workload of the bpfhol kprobes lab.
+ *
+ * Once per interval it open()s a file, reads it and close()s the descriptor,
+ * except on every N-th open, where it "forgets" the close and leaks the
+ * descriptor.  Students find out what it does with bpftrace kprobes; the
+ * grader compares their findings with the ground-truth log (--truth-log).
+ *
+ * Contract: docs/design.md, section "kprobeme".
+ *
+ *   kprobeme [--file PATH] [--leak-every N] [--interval-ms MS]
+ *            [--duration-s S] [--truth-log PATH]
+ *
+ * Notes for maintainers:
+ *  - open() is the libc wrapper (openat(2) underneath), never a raw SYS_open:
+ *    arm64 has no open(2) syscall.
+ *  - The path handed to open() lives in a stack buffer that this process has
+ *    just written: bpf programs cannot fault pages in, so a path in an
+ *    untouched page would read as an empty string in a probe.
+ *  - It prints nothing on success, so the answers are not given away.
+ *  - SIGINT/SIGTERM are blocked and collected with sigtimedwait(), so a
+ *    signal can never be lost between a check and a sleep.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PROG "kprobeme"
+#define MAX_INTERVAL_MS 3600000L    /* one hour */
+#define MAX_DURATION_S 31536000L    /* one year */
+#define MAX_LEAK_EVERY 1000000L
+#define READ_CAP (1024 * 1024)      /* never read more than this per open */
+
+struct options {
+	const char *file;
+	long leak_every;   /* 0 = never leak */
+	long interval_ms;
+	long duration_s;   /* 0 = run until signalled */
+	const char *truth_log;
+};
+
+static int truth_fd = -1;
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: " PROG " [--file PATH] [--leak-every N] [--interval-ms MS]\n"
+		"                [--duration-s S] [--truth-log PATH]\n"
+		"  --file PATH       file to open and read every interval\n"
+		"  --leak-every N    leak the descriptor of every N-th open (0: never)\n"
+		"  --interval-ms MS  time between opens, 1..%ld\n"
+		"  --duration-s S    stop after S seconds (0: run until SIGINT/SIGTERM)\n"
+		"  --truth-log PATH  write JSON lines of what really happened (new file, 0600)\n",
+		MAX_INTERVAL_MS);
+}
+
+/* One line on stderr, exit 2: the contract for bad invocations. */
+static void die_usage(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs(PROG ": ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs(" (try --help)\n", stderr);
+	exit(2);
+}
+
+static long parse_long(const char *opt, const char *s, long min, long max)
+{
+	char *end = NULL;
+	long v;
+
+	if (s == NULL || *s == '\0')
+		die_usage("%s needs a value", opt);
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0')
+		die_usage("%s: '%s' is not a whole number", opt, s);
+	if (v < min || v > max)
+		die_usage("%s: %ld is out of range %ld..%ld", opt, v, min, max);
+	return v;
+}
+
+static void parse_args(int argc, char **argv, struct options *o)
+{
+	o->file = "/proc/uptime";
+	o->leak_every = 5;
+	o->interval_ms = 1000;
+	o->duration_s = 0;
+	o->truth_log = NULL;
+
+	for (int i = 1; i < argc; i++) {
+		const char *arg = argv[i];
+		const char *val = NULL;
+		const char *eq;
+		size_t name_len;
+
+		if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+			usage(stdout);
+			exit(0);
+		}
+		if (strncmp(arg, "--", 2) != 0)
+			die_usage("unexpected argument '%s'", arg);
+		eq = strchr(arg, '=');
+		name_len = eq ? (size_t)(eq - arg) : strlen(arg);
+
+#define IS(name) (name_len == strlen(name) && strncmp(arg, name, name_len) == 0)
+		if (!(IS("--file") || IS("--leak-every") || IS("--interval-ms") ||
+		      IS("--duration-s") || IS("--truth-log")))
+			die_usage("unknown option '%.*s'", (int)name_len, arg);
+		if (eq) {
+			val = eq + 1;
+		} else {
+			if (i + 1 >= argc)
+				die_usage("%s needs a value", arg);
+			val = argv[++i];
+		}
+
+		if (IS("--file")) {
+			if (*val == '\0')
+				die_usage("--file must not be empty");
+			if (strlen(val) >= PATH_MAX)
+				die_usage("--file is longer than %d bytes", PATH_MAX - 1);
+			o->file = val;
+		} else if (IS("--leak-every")) {
+			o->leak_every = parse_long("--leak-every", val, 0, MAX_LEAK_EVERY);
+		} else if (IS("--interval-ms")) {
+			o->interval_ms = parse_long("--interval-ms", val, 1, MAX_INTERVAL_MS);
+		} else if (IS("--duration-s")) {
+			o->duration_s = parse_long("--duration-s", val, 0, MAX_DURATION_S);
+		} else if (IS("--truth-log")) {
+			if (*val == '\0')
+				die_usage("--truth-log must not be empty");
+			o->truth_log = val;
+		}
+#undef IS
+	}
+}
+
+/* ---- ground-truth log --------------------------------------------------- */
+
+struct buf {
+	char data[4 * PATH_MAX + 512];
+	size_t len;
+	int overflow;
+};
+
+static void buf_add(struct buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+	size_t room = sizeof(b->data) - b->len;
+
+	va_start(ap, fmt);
+	n = vsnprintf(b->data + b->len, room, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= room) {
+		b->overflow = 1;
+		return;
+	}
+	b->len += (size_t)n;
+}
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
+static size_t utf8_seq_len(const unsigned char *s, size_t n)
+{
+	size_t len;
+	unsigned int cp;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		len = 2;
+		cp = s[0] & 0x1f;
+	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		len = 3;
+		cp = s[0] & 0x0f;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		len = 4;
+		cp = s[0] & 0x07;
+	} else {
+		return 0;
+	}
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+/*
+ * Append s as a JSON string.  Valid UTF-8 passes through; quotes, backslashes
+ * and control characters are escaped; a byte that is not valid UTF-8 (Linux
+ * paths are bytes) is written as \u00XX, i.e. read as Latin-1.
+ */
+static void buf_add_json_string(struct buf *b, const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t n = strlen(str);
+
+	buf_add(b, "\"");
+	for (size_t i = 0; i < n;) {
+		unsigned char c = s[i];
+		size_t l;
+
+		if (c == '"' || c == '\\') {
+			buf_add(b, "\\%c", c);
+			i++;
+		} else if (c == '\n') {
+			buf_add(b, "\\n");
+			i++;
+		} else if (c == '\t') {
+			buf_add(b, "\\t");
+			i++;
+		} else if (c < 0x20 || c == 0x7f) {
+			buf_add(b, "\\u%04x", c);
+			i++;
+		} else if ((l = utf8_seq_len(s + i, n - i)) > 0) {
+			buf_add(b, "%.*s", (int)l, (const char *)(s + i));
+			i += l;
+		} else {
+			buf_add(b, "\\u%04x", c);
+			i++;
+		}
+	}
+	buf_add(b, "\"");
+}
+
+static void buf_start_event(struct buf *b, const char *event)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	b->len = 0;
+	b->overflow = 0;
+	buf_add(b, "{\"t\": %lld.%06ld, \"event\": \"%s\"", (long long)now.tv_sec,
+		now.tv_nsec / 1000, event);
+}
+
+/* Finish the line and write it at once: one write(2) per event, no stdio buffer. */
+static void buf_emit(struct buf *b)
+{
+	size_t off = 0;
+
+	if (truth_fd < 0)
+		return;
+	buf_add(b, "}\n");
+	if (b->overflow) {
+		fprintf(stderr, PROG ": truth-log record too long, dropped\n");
+		return;
+	}
+	while (off < b->len) {
+		ssize_t w = write(truth_fd, b->data + off, b->len - off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			fprintf(stderr, PROG ": writing the truth log: %s\n", strerror(errno));
+			exit(1);
+		}
+		off += (size_t)w;
+	}
+}
+
+/* ---- time --------------------------------------------------------------- */
+
+static void ts_add_ms(struct timespec *t, long ms)
+{
+	t->tv_sec += ms / 1000;
+	t->tv_nsec += (ms % 1000) * 1000000L;
+	if (t->tv_nsec >= 1000000000L) {
+		t->tv_sec++;
+		t->tv_nsec -= 1000000000L;
+	}
+}
+
+static int ts_before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/*
+ * Sleep until the monotonic deadline or until SIGINT/SIGTERM arrives.
+ * Returns the signal number, or 0 when the deadline passed.
+ */
+static int wait_until(const struct timespec *deadline, const sigset_t *sigs)
+{
+	for (;;) {
+		struct timespec now, rel;
+		int sig;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (!ts_before(&now, deadline))
+			return 0;
+		rel.tv_sec = deadline->tv_sec - now.tv_sec;
+		rel.tv_nsec = deadline->tv_nsec - now.tv_nsec;
+		if (rel.tv_nsec < 0) {
+			rel.tv_sec--;
+			rel.tv_nsec += 1000000000L;
+		}
+		sig = sigtimedwait(sigs, NULL, &rel);
+		if (sig > 0)
+			return sig;
+		if (errno != EAGAIN && errno != EINTR) {
+			fprintf(stderr, PROG ": sigtimedwait: %s\n", strerror(errno));
+			exit(1);
+		}
+	}
+}
+
+/* ---- the work ----------------------------------------------------------- */
+
+static void read_all(int fd)
+{
+	char data[4096];
+	size_t total = 0;
+
+	while (total < READ_CAP) {
+		ssize_t r = read(fd, data, sizeof(data));
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		total += (size_t)r;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct options o;
+	struct buf ev;
+	sigset_t sigs;
+	struct timespec next, end;
+	long opens = 0, closes = 0, leaks = 0, errors = 0;
+	int sig = 0;
+
+	parse_args(argc, argv, &o);
+
+	/* The lab filters on comm == "kprobeme", whatever name we were started as. */
+	prctl(PR_SET_NAME, PROG, 0, 0, 0);
+
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	if (sigprocmask(SIG_BLOCK, &sigs, NULL) != 0) {
+		fprintf(stderr, PROG ": sigprocmask: %s\n", strerror(errno));
+		return 1;
+	}
+
+	if (o.truth_log) {
+		truth_fd = open(o.truth_log,
+				O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (truth_fd < 0) {
+			fprintf(stderr, PROG ": --truth-log %s: %s (it must not exist yet)\n",
+				o.truth_log, strerror(errno));
+			return 2;
+		}
+	}
+
+	buf_start_event(&ev, "start");
+	buf_add(&ev, ", \"pid\": %ld, \"file\": ", (long)getpid());
+	buf_add_json_string(&ev, o.file);
+	buf_add(&ev, ", \"leak_every\": %ld, \"interval_ms\": %ld, \"duration_s\": %ld",
+		o.leak_every, o.interval_ms, o.duration_s);
+	buf_emit(&ev);
+
+	clock_gettime(CLOCK_MONOTONIC, &next);
+	end = next;
+	end.tv_sec += o.duration_s;
+
+	for (long seq = 1;; seq++) {
+		/* Written right now, so its page is present when a probe reads it. */
+		char path[PATH_MAX];
+		int fd;
+
+		if (o.duration_s > 0 && !ts_before(&next, &end))
+			break;
+		memset(path, 0, sizeof(path));
+		strcpy(path, o.file);
+
+		fd = open(path, O_RDONLY);
+		if (fd < 0) {
+			int err = errno;
+
+			errors++;
+			buf_start_event(&ev, "error");
+			buf_add(&ev, ", \"seq\": %ld, \"op\": \"open\", \"path\": ", seq);
+			buf_add_json_string(&ev, path);
+			buf_add(&ev, ", \"errno\": %d, \"error\": ", err);
+			buf_add_json_string(&ev, strerror(err));
+			buf_emit(&ev);
+		} else {
+			opens++;
+			buf_start_event(&ev, "open");
+			buf_add(&ev, ", \"seq\": %ld, \"path\": ", seq);
+			buf_add_json_string(&ev, path);
+			buf_add(&ev, ", \"fd\": %d", fd);
+			buf_emit(&ev);
+
+			read_all(fd);
+
+			if (o.leak_every > 0 && seq % o.leak_every == 0) {
+				leaks++;
+				buf_start_event(&ev, "leak");
+				buf_add(&ev, ", \"seq\": %ld, \"fd\": %d", seq, fd);
+				buf_emit(&ev);
+			} else {
+				close(fd);
+				closes++;
+				buf_start_event(&ev, "close");
+				buf_add(&ev, ", \"seq\": %ld, \"fd\": %d", seq, fd);
+				buf_emit(&ev);
+			}
+		}
+
+		ts_add_ms(&next, o.interval_ms);
+		if (o.duration_s > 0 && ts_before(&end, &next)) {
+			sig = wait_until(&end, &sigs);
+			break;
+		}
+		sig = wait_until(&next, &sigs);
+		if (sig)
+			break;
+	}
+
+	buf_start_event(&ev, "exit");
+	buf_add(&ev, ", \"opens\": %ld, \"closes\": %ld, \"leaks\": %ld", opens, closes, leaks);
+	if (errors)
+		buf_add(&ev, ", \"errors\": %ld", errors);
+	if (sig)
+		buf_add(&ev, ", \"signal\": \"%s\"", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	buf_emit(&ev);
+	return 0;
+}

@@ -1,0 +1,274 @@
+"""kprobeme, built on this host and judged by its own ground-truth log.
+
+The contract is docs/design.md ("kprobeme").  Everything here runs the real
+binary; the last test also watches it with a real bpftrace tracepoint when the
+host allows it (root, bpftrace, tracefs).
+"""
+
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+WORKLOAD = REPO / "labs" / "kprobes" / "workload"
+
+
+@pytest.fixture(scope="module")
+def kprobeme(tmp_path_factory):
+    """Build a private copy with the warnings the contract demands, as errors."""
+    if shutil.which("cc") is None or shutil.which("make") is None:
+        pytest.skip("no C toolchain on this host")
+    build = tmp_path_factory.mktemp("kprobeme-build")
+    for name in ("kprobeme.c", "Makefile"):
+        shutil.copy(WORKLOAD / name, build / name)
+    res = subprocess.run(
+        ["make", "-C", str(build), "CFLAGS=-O2 -Wall -Wextra -Werror"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "warning" not in res.stderr.lower(), res.stderr
+    return build / "kprobeme"
+
+
+def read_log(path):
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def run(binary, *args, timeout=30):
+    return subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_builds_warning_free_with_project_flags(kprobeme):
+    assert os.access(kprobeme, os.X_OK)
+
+
+def test_leak_period_fds_and_durations(kprobeme, tmp_path):
+    log = tmp_path / "truth.jsonl"
+    t0 = time.monotonic()
+    res = run(kprobeme, "--interval-ms", "100", "--duration-s", "2", "--leak-every", "5",
+              "--truth-log", str(log))
+    elapsed = time.monotonic() - t0
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "" and res.stderr == ""     # silent: it must not give answers away
+    assert 1.9 <= elapsed < 3.5, elapsed
+
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    events = read_log(log)
+    start, body, end = events[0], events[1:-1], events[-1]
+    assert start["event"] == "start"
+    assert start["file"] == "/proc/uptime"
+    assert start["leak_every"] == 5 and start["interval_ms"] == 100
+    assert start["pid"] > 0
+    assert end["event"] == "exit"
+
+    opens = [e for e in body if e["event"] == "open"]
+    closes = [e for e in body if e["event"] == "close"]
+    leaks = [e for e in body if e["event"] == "leak"]
+    assert len(opens) == 20, [e["event"] for e in body]
+    assert end == {**end, "opens": 20, "closes": 16, "leaks": 4}
+    assert [e["seq"] for e in opens] == list(range(1, 21))
+    assert [e["seq"] for e in leaks] == [5, 10, 15, 20]
+    assert all(e["path"] == "/proc/uptime" for e in opens)
+
+    # each open is followed by exactly one close or leak of the same fd
+    for ev_open, ev_after in zip(opens, [e for e in body if e["event"] in ("close", "leak")]):
+        assert ev_after["seq"] == ev_open["seq"] and ev_after["fd"] == ev_open["fd"]
+
+    # descriptors: the truth log holds 3; a closed fd is reused, a leaked one is not
+    fds = [e["fd"] for e in opens]
+    assert fds == [4] * 5 + [5] * 5 + [6] * 5 + [7] * 5
+
+    # the interval holds on average and the times are ordered
+    ts = [e["t"] for e in events]
+    assert ts == sorted(ts)
+    gaps = [b["t"] - a["t"] for a, b in zip(opens, opens[1:])]
+    assert 0.09 <= sum(gaps) / len(gaps) <= 0.13, gaps
+
+
+@pytest.mark.parametrize("every,expect_leaks", [("0", 0), ("1", 5), ("3", 1)])
+def test_leak_every_variants(kprobeme, tmp_path, every, expect_leaks):
+    log = tmp_path / "t.jsonl"
+    res = run(kprobeme, "--interval-ms", "200", "--duration-s", "1", "--leak-every", every,
+              "--truth-log", str(log))
+    assert res.returncode == 0, res.stderr
+    end = read_log(log)[-1]
+    # 1 s at 200 ms: opens at 0, 200, 400, 600 and 800 ms
+    assert end["opens"] == 5
+    assert end["leaks"] == expect_leaks
+    assert end["closes"] == 5 - end["leaks"]
+
+
+def test_path_is_escaped_as_json(kprobeme, tmp_path):
+    weird = tmp_path / 'we"ird\\na\tme\nx\x01\xe9t\u00e9'
+    weird.write_text("hello\n")
+    raw = tmp_path / os.fsdecode(b"raw-\xff-byte")
+    raw.write_text("x")
+    for target, expect in ((weird, str(weird)), (raw, str(tmp_path) + "/raw-\u00ff-byte")):
+        log = tmp_path / ("log-%d" % len(expect))
+        res = run(kprobeme, "--file", str(target), "--interval-ms", "100", "--duration-s", "1",
+                  "--truth-log", str(log))
+        assert res.returncode == 0, res.stderr
+        text = log.read_bytes()
+        text.decode("utf-8")                     # always valid UTF-8
+        assert text.count(b"\n") == len(text.splitlines())   # one record per line
+        events = read_log(log)
+        assert events[0]["file"] == expect
+        assert {e["path"] for e in events if e["event"] == "open"} == {expect}
+
+
+def test_missing_file_is_logged_not_fatal(kprobeme, tmp_path):
+    log = tmp_path / "t.jsonl"
+    res = run(kprobeme, "--file", str(tmp_path / "nope"), "--interval-ms", "250",
+              "--duration-s", "1", "--truth-log", str(log))
+    assert res.returncode == 0
+    events = read_log(log)
+    errors = [e for e in events if e["event"] == "error"]
+    assert len(errors) == 4 and errors[0]["errno"] == 2
+    assert events[-1]["opens"] == 0 and events[-1]["errors"] == 4
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--bogus"], "unknown option"),
+    (["extra"], "unexpected argument"),
+    (["--leak-every"], "needs a value"),
+    (["--leak-every", "x"], "not a whole number"),
+    (["--leak-every", "-1"], "out of range"),
+    (["--interval-ms", "0"], "out of range"),
+    (["--interval-ms", "10abc"], "not a whole number"),
+    (["--interval-ms", "99999999999999999999"], "not a whole number"),
+    (["--duration-s", "-5"], "out of range"),
+    (["--file", ""], "must not be empty"),
+    (["--file=" + "a" * 5000], "longer than"),
+    (["--truth-log="], "must not be empty"),
+])
+def test_bad_options_one_line_exit_2(kprobeme, args, needle):
+    res = run(kprobeme, *args, timeout=10)
+    assert res.returncode == 2
+    assert res.stdout == ""
+    assert res.stderr.count("\n") == 1 and res.stderr.startswith("kprobeme: "), res.stderr
+    assert needle in res.stderr
+
+
+def test_equals_form_and_help(kprobeme, tmp_path):
+    log = tmp_path / "t.jsonl"
+    res = run(kprobeme, "--interval-ms=500", "--duration-s=1", "--truth-log=" + str(log))
+    assert res.returncode == 0, res.stderr
+    assert read_log(log)[-1]["opens"] == 2
+    res = run(kprobeme, "--help")
+    assert res.returncode == 0 and "--leak-every" in res.stdout
+
+
+def test_truth_log_never_overwritten_nor_followed(kprobeme, tmp_path):
+    existing = tmp_path / "exists"
+    existing.write_text("keep me\n")
+    res = run(kprobeme, "--duration-s", "1", "--truth-log", str(existing))
+    assert res.returncode == 2 and existing.read_text() == "keep me\n"
+    assert res.stderr.count("\n") == 1
+
+    target = tmp_path / "victim"
+    link = tmp_path / "link"
+    link.symlink_to(target)                      # dangling: O_CREAT would follow it
+    res = run(kprobeme, "--duration-s", "1", "--truth-log", str(link))
+    assert res.returncode == 2 and not target.exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_ends_cleanly_with_exit_record(kprobeme, tmp_path, sig):
+    log = tmp_path / "t.jsonl"
+    proc = subprocess.Popen([str(kprobeme), "--interval-ms", "1000", "--truth-log", str(log)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if log.exists() and b'"open"' in log.read_bytes():
+                break
+            time.sleep(0.05)
+        time.sleep(0.3)                           # now inside the 1 s sleep
+        t0 = time.monotonic()
+        proc.send_signal(sig)
+        rc = proc.wait(timeout=5)
+        assert time.monotonic() - t0 < 0.5       # no waiting for the interval to end
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+    assert rc == 0
+    end = read_log(log)[-1]
+    assert end["event"] == "exit" and end["signal"] == sig.name
+    assert end["opens"] == 1 and end["closes"] == 1
+
+
+def test_process_name_stays_kprobeme(kprobeme, tmp_path):
+    alias = tmp_path / "some-other-name"
+    alias.symlink_to(kprobeme)
+    proc = subprocess.Popen([str(alias), "--interval-ms", "100"])
+    try:
+        deadline = time.monotonic() + 5
+        comm = ""
+        while time.monotonic() < deadline:
+            comm = Path(f"/proc/{proc.pid}/comm").read_text().strip()
+            if comm == "kprobeme":
+                break
+            time.sleep(0.02)
+        assert comm == "kprobeme"
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=5) == 0
+
+
+def _bpftrace_tracepoints_usable():
+    if os.geteuid() != 0 or shutil.which("bpftrace") is None:
+        return False
+    return Path("/sys/kernel/tracing/events/syscalls/sys_enter_openat").exists() or \
+        Path("/sys/kernel/debug/tracing/events/syscalls/sys_enter_openat").exists()
+
+
+@pytest.mark.skipif(sys.platform != "linux" or not _bpftrace_tracepoints_usable(),
+                    reason="needs root, bpftrace and tracefs with syscall tracepoints")
+def test_bpftrace_sees_the_path_and_fds(kprobeme, tmp_path):
+    """A real probe reads the path from kprobeme's memory (it must be resident)."""
+    out = tmp_path / "bt.out"
+    log = tmp_path / "t.jsonl"
+    script = (
+        'BEGIN { printf("READY\\n"); }\n'
+        'tracepoint:syscalls:sys_enter_openat /comm == "kprobeme"/ '
+        '{ printf("open %s\\n", str(args->filename)); }\n'
+        'tracepoint:syscalls:sys_exit_openat /comm == "kprobeme"/ '
+        '{ printf("fd %d\\n", args->ret); }\n'
+    )
+    with open(out, "w") as fh:
+        bt = subprocess.Popen(["bpftrace", "-e", script], stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "READY" not in out.read_text():
+            assert bt.poll() is None, out.read_text()
+            time.sleep(0.1)
+        res = run(kprobeme, "--interval-ms", "100", "--duration-s", "1", "--leak-every", "2",
+                  "--truth-log", str(log))
+        assert res.returncode == 0
+        time.sleep(0.5)
+    finally:
+        bt.send_signal(signal.SIGINT)
+        try:
+            bt.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            bt.kill()
+            bt.wait(timeout=5)
+    lines = [ln for ln in out.read_text().splitlines() if ln.startswith(("open ", "fd "))]
+    # enter/exit alternate for a single-threaded process: pair them up
+    pairs = [(a.split(" ", 1)[1], int(b.split()[1])) for a, b in zip(lines[::2], lines[1::2])]
+    truth = [e for e in read_log(log) if e["event"] == "open"]
+    # the loader opens libraries first, then kprobeme its truth log (fd 3), then the lab file
+    # (bpftrace truncates strings to 64 bytes by default)
+    assert any(str(log).startswith(p) and fd == 3 for p, fd in pairs), pairs
+    assert [p for p in pairs if p[0] == "/proc/uptime"] == [(e["path"], e["fd"]) for e in truth]
+    assert [e["fd"] for e in truth] == [4, 4, 5, 5, 6, 6, 7, 7, 8, 8]
