@@ -1,0 +1,196 @@
+"""SSH backend: Fabric's Connection (paramiko underneath) with bounds on every step.
+
+Why not ``Connection.run(timeout=)``: it buffers all output in memory and, on timeout,
+only closes the channel.  Here every remote command reads through a capped loop with a
+deadline; the agent on the host bounds and signals bpftrace itself.
+"""
+
+import json
+import shlex
+import socket
+import threading
+import time
+from pathlib import Path
+
+from ..errors import HostError
+from . import REPLY_CAP, parse_reply
+
+_known_hosts_lock = threading.Lock()
+
+
+class _TrustOnFirstUse:
+    """Unknown host: record its key in our known_hosts file.  Changed key: paramiko refuses it."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def missing_host_key(self, client, hostname, key):
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        if self.path:
+            with _known_hosts_lock:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                with open(self.path, "a") as fh:
+                    fh.write("%s %s %s\n" % (hostname, key.get_name(), key.get_base64()))
+
+
+def _host_label(host, port):
+    return host if int(port) == 22 else "[%s]:%d" % (host, int(port))
+
+
+def forget_host_key(known_hosts, host, port):
+    label = _host_label(host, port)
+    with _known_hosts_lock:
+        try:
+            lines = Path(known_hosts).read_text().splitlines()
+        except FileNotFoundError:
+            return
+        kept = [line for line in lines if line.split(" ", 1)[0] != label]
+        Path(known_hosts).write_text("".join(line + "\n" for line in kept))
+
+
+class SSHBackend:
+    def __init__(self, host, port=22, user="bpfhol-grader", key=None, agent="/opt/bpfhol/sbin/bpfhol-agent",
+                 known_hosts=None, replace_host_keys=False, connect_timeout=10, tries=3):
+        self.host, self.port, self.user, self.key = host, int(port), user, key
+        self.agent = agent
+        self.known_hosts = known_hosts
+        self.replace_host_keys = replace_host_keys
+        self.connect_timeout = connect_timeout
+        self.tries = tries
+        self.conn = None
+        self.name = "%s@%s:%d" % (user, host, self.port)
+
+    # -- connection -------------------------------------------------------------------------
+    def connect(self):
+        import paramiko
+        from fabric import Connection
+
+        if self.key and not Path(self.key).is_file():
+            raise HostError("key file not found: %s (fix the roster's key column)" % self.key, kind="roster")
+        last = None
+        for attempt in range(1, self.tries + 1):
+            conn = Connection(self.host, user=self.user, port=self.port, connect_timeout=self.connect_timeout,
+                              connect_kwargs={"key_filename": self.key, "look_for_keys": False, "allow_agent": False,
+                                              "banner_timeout": self.connect_timeout,
+                                              "auth_timeout": self.connect_timeout,
+                                              "channel_timeout": self.connect_timeout})
+            if self.known_hosts:
+                Path(self.known_hosts).parent.mkdir(parents=True, exist_ok=True)
+                Path(self.known_hosts).touch(exist_ok=True)
+                conn.client.load_host_keys(self.known_hosts)
+            conn.client.set_missing_host_key_policy(_TrustOnFirstUse(self.known_hosts))
+            try:
+                conn.open()
+                conn.transport.set_keepalive(5)
+                self.conn = conn
+                return
+            except paramiko.BadHostKeyException:
+                conn.close()
+                if self.replace_host_keys and self.known_hosts:
+                    forget_host_key(self.known_hosts, self.host, self.port)
+                    continue
+                raise HostError("host key of %s changed since it was first seen (VM rebuilt?); if you expect that, "
+                                "rerun with --replace-host-keys" % self.name, kind="host_key")
+            except paramiko.AuthenticationException:
+                conn.close()
+                raise HostError("authentication refused for %s (check the user and key in the roster)" % self.name,
+                                kind="auth")
+            except (OSError, socket.timeout, paramiko.SSHException, EOFError) as exc:
+                conn.close()
+                last = exc
+                if attempt < self.tries:
+                    time.sleep(min(2 ** attempt, 4))
+        raise HostError("host unreachable after %d tries: %s (%s)" % (self.tries, self.name,
+                                                                     str(last).strip()[:160] or type(last).__name__),
+                        kind="unreachable")
+
+    def close(self):
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:  # noqa: BLE001 - closing a dead connection must never fail a student
+                pass
+            self.conn = None
+
+    def __enter__(self):
+        self.connect()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- commands ---------------------------------------------------------------------------
+    def exec(self, command, timeout, cap=REPLY_CAP):
+        """Run a command; return (exit code, stdout, stderr).  Never waits past ``timeout``."""
+        import paramiko
+
+        if self.conn is None:
+            self.connect()
+        try:
+            chan = self.conn.transport.open_session(timeout=self.connect_timeout)
+            chan.settimeout(0.5)
+            chan.exec_command(command)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise HostError("connection to %s lost: %s" % (self.name, exc), kind="connection")
+        out, err = bytearray(), bytearray()
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                progressed = False
+                while chan.recv_ready():
+                    data = chan.recv(65536)
+                    progressed = True
+                    if len(out) < cap:
+                        out += data[: cap - len(out)]
+                while chan.recv_stderr_ready():
+                    data = chan.recv_stderr(65536)
+                    progressed = True
+                    if len(err) < 65536:
+                        err += data[: 65536 - len(err)]
+                if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+                    break
+                if chan.closed or not self.conn.transport.is_active():
+                    raise HostError("connection to %s lost during the run" % self.name, kind="connection")
+                if time.monotonic() > deadline:
+                    raise HostError("%s did not finish within %ds" % (shlex.split(command)[0] if command else "command",
+                                                                      timeout), kind="timeout")
+                if not progressed:
+                    time.sleep(0.05)
+            return chan.recv_exit_status(), out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+        finally:
+            chan.close()
+
+    def _sudo(self, argv):
+        cmd = " ".join(shlex.quote(a) for a in argv)
+        return cmd if self.user == "root" else "sudo -n " + cmd
+
+    def _upload(self, remote_dir, files, timeout):
+        sftp = self.conn.sftp()
+        sftp.get_channel().settimeout(timeout)
+        try:
+            for name, data in files.items():
+                with sftp.open("%s/%s" % (remote_dir, name), "wb") as fh:
+                    fh.write(data)
+        except (OSError, EOFError) as exc:
+            raise HostError("upload to %s failed: %s" % (self.name, exc), kind="connection")
+
+    def run_agent_job(self, job, uploads, timeout):
+        code, out, err = self.exec("mktemp -d /tmp/bpfhol-XXXXXXXXXX", timeout=20)
+        remote_dir = out.strip()
+        if code != 0 or not remote_dir.startswith("/tmp/bpfhol-") or "\n" in remote_dir:
+            raise HostError("could not make a work dir on %s: %s" % (self.name, err.strip()[:200]), kind="host")
+        try:
+            files = {"job.json": json.dumps(job).encode()}
+            files.update(uploads)
+            self._upload(remote_dir, files, timeout=30)
+            code, out, err = self.exec(self._sudo([self.agent, "run", remote_dir + "/job.json"]), timeout=timeout)
+            return parse_reply(out, err, code, self.name)
+        finally:
+            try:
+                self.exec("rm -rf -- %s" % shlex.quote(remote_dir), timeout=20)
+            except HostError:
+                pass
+
+    def agent_facts(self, timeout=90):
+        code, out, err = self.exec(self._sudo([self.agent, "facts"]), timeout=timeout)
+        return parse_reply(out, err, code, self.name)

@@ -1,0 +1,232 @@
+"""Command line: python -m grader (or bpfhol-grade) grade | submissions | preflight | self-check | report.
+
+Exit codes, for CI pipelines:
+  0  every student graded (scores are in the reports)      self-check: every exercise passed
+  1  some students not gradable (see the reports)          self-check: some exercise failed
+  2  bad input: roster, lab, options (one-line error)
+  3  results could not be written (finished ones are kept)
+  4  preflight: some host is broken
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .errors import GraderError, HostError
+
+EXIT_OK, EXIT_NOT_GRADABLE, EXIT_INPUT, EXIT_WRITE, EXIT_BROKEN = 0, 1, 2, 3, 4
+
+
+def _common(p):
+    p.add_argument("--lab", default="kprobes", help="lab name (a folder in labs/) or a lab folder path (default: kprobes)")
+    p.add_argument("--results", default=None, help="results folder (default: results/<lab>)")
+    p.add_argument("--force", action="store_true", help="regrade students already in the journal")
+    p.add_argument("--known-hosts", default=None, help="known_hosts file the grader keeps (default: <results>/known_hosts)")
+    p.add_argument("--replace-host-keys", action="store_true",
+                   help="accept hosts whose key changed (e.g. rebuilt VMs) and record the new key")
+    p.add_argument("--connect-timeout", type=int, default=10, help="seconds per SSH connect step (default 10)")
+    p.add_argument("--retries", type=int, default=1, help="regrade after a lost connection this many times (default 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="bpfhol-grade", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    g = sub.add_parser("grade", help="grade a cohort: each student's own VM, scripts in their answers folder",
+                       description="SSH into every student VM in the roster, run their scripts against a fresh "
+                       "randomized workload, and write reports. Rerunning resumes: finished students are skipped.")
+    g.add_argument("roster", help="YAML/CSV roster (student,host,port,user,key), Ansible inventory, or ssh_config "
+                   "(e.g. the output of `vagrant ssh-config`)")
+    g.add_argument("--format", choices=["yaml", "csv", "ini", "ssh_config"], help="roster format (default: guessed)")
+    g.add_argument("--parallel", type=int, default=16, help="hosts graded at once (default 16)")
+    g.add_argument("--student", action="append", help="grade only this student (repeatable)")
+    _common(g)
+
+    s = sub.add_parser("submissions", help="grade a folder SUBMISSIONS/<student-id>/q1.bt ... on lab VMs you name",
+                       description="Each student's scripts are uploaded to one of the lab VMs and graded there, one "
+                       "student per VM at a time (every probe sees the whole kernel); several VMs share the load.")
+    s.add_argument("folder", help="SUBMISSIONS folder")
+    s.add_argument("--vms", required=True, help="roster of lab VMs (same formats as grade)")
+    s.add_argument("--format", choices=["yaml", "csv", "ini", "ssh_config"], help="VM roster format")
+    _common(s)
+
+    pf = sub.add_parser("preflight", help="check lab hosts: arch, kernel, bpftrace, BTF, a real kprobe attach",
+                        description="Reports per host whether it can grade, apart from grades.")
+    pf.add_argument("roster")
+    pf.add_argument("--format", choices=["yaml", "csv", "ini", "ssh_config"])
+    pf.add_argument("--parallel", type=int, default=16)
+    pf.add_argument("--known-hosts", default=None)
+    pf.add_argument("--replace-host-keys", action="store_true")
+    pf.add_argument("--connect-timeout", type=int, default=10)
+
+    sc = sub.add_parser("self-check", help="a student checks their own answers (visible checks only)",
+                        description="On the lab VM: `bpfhol check kprobes` runs this with --local. From the host: "
+                        "`vagrant ssh-config > vm.cfg; python -m grader self-check kprobes --roster vm.cfg`.")
+    sc.add_argument("lab_name", metavar="lab", nargs="?", default="kprobes")
+    where = sc.add_mutually_exclusive_group(required=True)
+    where.add_argument("--local", action="store_true", help="run here, on the lab VM")
+    where.add_argument("--roster", help="ssh_config/roster naming the VM (first entry is used)")
+    sc.add_argument("--answers", default=None, help="answers folder (default: the lab's, e.g. ~/answers/kprobes)")
+    sc.add_argument("--connect-timeout", type=int, default=10)
+
+    r = sub.add_parser("report", help="rewrite the reports from a results folder's journal")
+    r.add_argument("--lab", default="kprobes")
+    r.add_argument("--results", required=True)
+
+    sub.add_parser("labs", help="list the labs the grader knows")
+    return parser
+
+
+def _options(args, results_dir):
+    return {"known_hosts": args.known_hosts or str(Path(results_dir) / "known_hosts"),
+            "replace_host_keys": args.replace_host_keys, "connect_timeout": args.connect_timeout,
+            "quiet": getattr(args, "quiet", False)}
+
+
+def _finish(results, lab, results_dir, quiet=False):
+    from .reports import table, write_all
+
+    try:
+        write_all(results, lab, results_dir)
+    except OSError as exc:
+        raise GraderError("cannot write reports to %s: %s (the journal keeps every result; rerun `report`)"
+                          % (results_dir, exc.strerror))
+    if not quiet:
+        sys.stdout.write(table.render(results, lab))
+        sys.stdout.write("reports: %s/{summary.txt,gradebook.csv,junit.xml,index.html,students/*/results.json}\n"
+                         % results_dir)
+    return EXIT_OK if all(r.status == "graded" for r in results) else EXIT_NOT_GRADABLE
+
+
+def cmd_grade(args):
+    from .cohort import grade_roster
+    from .journal import Journal
+    from .labspec import load_lab
+    from .roster import load_roster
+
+    lab = load_lab(args.lab)
+    entries = load_roster(args.roster, args.format)
+    if args.student:
+        wanted = set(args.student)
+        entries = [e for e in entries if e.student in wanted]
+        if not entries:
+            raise GraderError("none of --student %s is in the roster" % ", ".join(sorted(wanted)))
+    if args.parallel < 1:
+        raise GraderError("--parallel must be at least 1")
+    results_dir = args.results or os.path.join("results", lab.name)
+    journal = Journal(results_dir)
+    results = grade_roster(lab, entries, journal, parallel=args.parallel, force=args.force, retries=args.retries,
+                           options=_options(args, results_dir))
+    return _finish(results, lab, results_dir, args.quiet)
+
+
+def cmd_submissions(args):
+    from .cohort import grade_submissions
+    from .journal import Journal
+    from .labspec import load_lab
+    from .roster import load_roster
+    from .submissions import load_submissions
+
+    lab = load_lab(args.lab)
+    subs = load_submissions(args.folder, lab)
+    vms = load_roster(args.vms, args.format)
+    if not any(not vm.problem for vm in vms):
+        raise GraderError("no usable lab VM in %s: %s" % (args.vms, vms[0].problem))
+    results_dir = args.results or os.path.join("results", lab.name)
+    journal = Journal(results_dir)
+    results = grade_submissions(lab, subs, vms, journal, force=args.force, retries=args.retries,
+                                options=_options(args, results_dir))
+    return _finish(results, lab, results_dir, args.quiet)
+
+
+def cmd_preflight(args):
+    from .cohort import backend_for
+    from .preflight import preflight, render
+    from .roster import load_roster
+
+    entries = load_roster(args.roster, args.format)
+    opts = {"known_hosts": args.known_hosts or os.path.expanduser("~/.cache/bpfhol/known_hosts"),
+            "replace_host_keys": args.replace_host_keys, "connect_timeout": args.connect_timeout}
+    rows = preflight(entries, lambda e: backend_for(e, opts), args.parallel)
+    sys.stdout.write(render(rows))
+    return EXIT_OK if all(r["ok"] for r in rows) else EXIT_BROKEN
+
+
+def cmd_self_check(args):
+    from . import grading
+    from .labspec import expand_home, load_lab
+    from .reports import clean
+
+    lab = load_lab(args.lab_name)
+    if args.local:
+        from .backend.local import LocalBackend
+
+        backend = LocalBackend()
+        user = os.environ.get("SUDO_USER") or os.environ.get("USER") or "vagrant"
+        answers = args.answers or expand_home(lab.answers_dir, user)
+    else:
+        from .cohort import backend_for
+        from .roster import load_roster
+
+        entry = load_roster(args.roster)[0]
+        if entry.problem:
+            raise GraderError("roster %s: %s" % (args.roster, entry.problem))
+        backend = backend_for(entry, {"known_hosts": os.path.expanduser("~/.cache/bpfhol/known_hosts"),
+                                      "connect_timeout": args.connect_timeout})
+        answers = args.answers or expand_home(lab.answers_dir, entry.user)
+    scripts = {ex.id: ("path", os.path.join(answers, ex.script)) for ex in lab.exercises}
+    print("self-check of lab %s: running your scripts in %s for about %ds ..." % (lab.name, answers, lab.window + 10))
+    try:
+        backend.connect()
+        result = grading.grade(backend, lab, "self-check", scripts, visible_only=True)
+    except HostError as exc:
+        raise GraderError("cannot run the self-check: %s" % exc)
+    finally:
+        backend.close()
+    for ex in result.exercises:
+        print("%-4s %-5s %g/%g  %s" % (ex.id, "PASS" if ex.passed else "FAIL", ex.score, ex.max_score, ex.title))
+        if not ex.passed:
+            for line in clean(ex.feedback).splitlines():
+                print("       " + line)
+    print("score: %g/%g" % (result.score, result.max_score))
+    return EXIT_OK if all(e.passed for e in result.exercises) else EXIT_NOT_GRADABLE
+
+
+def cmd_report(args):
+    from .journal import Journal
+    from .labspec import load_lab
+
+    lab = load_lab(args.lab)
+    if not Path(args.results, "journal.jsonl").is_file():
+        raise GraderError("no journal.jsonl in %s: grade first" % args.results)
+    results = list(Journal(args.results).load().values())
+    return _finish(results, lab, args.results)
+
+
+def cmd_labs(args):
+    from .labspec import available_labs
+
+    print("\n".join(available_labs()))
+    return EXIT_OK
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return EXIT_INPUT
+    handler = {"grade": cmd_grade, "submissions": cmd_submissions, "preflight": cmd_preflight,
+               "self-check": cmd_self_check, "report": cmd_report, "labs": cmd_labs}[args.command]
+    try:
+        return handler(args)
+    except GraderError as exc:
+        msg = str(exc)
+        print("bpfhol-grade: error: %s" % msg, file=sys.stderr)
+        return EXIT_WRITE if msg.startswith("cannot write") else EXIT_INPUT
+    except KeyboardInterrupt:
+        print("bpfhol-grade: interrupted; finished students are in the journal, rerun to resume", file=sys.stderr)
+        return 130

@@ -1,0 +1,186 @@
+"""Grade many students: a bounded pool of workers, a journal, a progress line.
+
+One student's failure (host down, auth refused, agent broken) becomes that student's
+"not gradable: why" result; only a failure to WRITE results stops the run, because
+grading on without saving would lose work.
+"""
+
+import queue
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from . import grading
+from .backend.ssh import SSHBackend
+from .errors import GraderError, HostError
+from .labspec import expand_home
+
+RETRY_KINDS = {"connection", "unreachable"}
+
+
+class Progress:
+    def __init__(self, total, stream=None, quiet=False):
+        self.total, self.done, self.stream, self.quiet = total, 0, stream or sys.stderr, quiet
+        self.lock = threading.Lock()
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def step(self, result):
+        with self.lock:
+            self.done += 1
+            if self.quiet:
+                return
+            what = ("%g/%g" % (result.score, result.max_score) if result.status == "graded"
+                    else "not gradable: %s" % result.error[:80])
+            name = "".join(c for c in result.student if c.isprintable())[:40]
+            if self.tty:
+                bar = "#" * int(30 * self.done / max(self.total, 1))
+                self.stream.write("\r[%-30s] %d/%d  %-40s %s\x1b[K" % (bar, self.done, self.total, name, what[:60]))
+                if self.done == self.total:
+                    self.stream.write("\n")
+            else:
+                self.stream.write("[%d/%d] %s: %s\n" % (self.done, self.total, name, what))
+            self.stream.flush()
+
+
+def backend_for(entry, options):
+    return SSHBackend(entry.host, entry.port, entry.user, entry.key or None, entry.agent,
+                      known_hosts=options.get("known_hosts"), replace_host_keys=options.get("replace_host_keys", False),
+                      connect_timeout=options.get("connect_timeout", 10), tries=options.get("tries", 3))
+
+
+def _grade_with_retry(make_backend, lab, student, scripts, uploads, retries, visible_only=False):
+    last = None
+    for attempt in range(retries + 1):
+        backend = make_backend()
+        try:
+            backend.connect()
+            return grading.grade(backend, lab, student, scripts, uploads, visible_only=visible_only)
+        except HostError as exc:
+            last = exc
+            if exc.kind not in RETRY_KINDS or attempt == retries:
+                break
+            time.sleep(2)
+        finally:
+            backend.close()
+    return grading.not_gradable(student, last, host=getattr(make_backend(), "name", ""))
+
+
+def cohort_scripts(lab, entry):
+    """Cohort mode: the agent reads each answer from the student's own answers folder."""
+    answers = expand_home(lab.answers_dir, entry.student_user)
+    return {ex.id: ("path", "%s/%s" % (answers.rstrip("/"), ex.script)) for ex in lab.exercises}
+
+
+def grade_roster(lab, entries, journal, parallel=8, force=False, retries=1, options=None, progress=None):
+    """Grade every entry; returns all results (finished earlier ones included, unless forced)."""
+    options = options or {}
+    done = {} if force else journal.load()
+    todo = [e for e in entries if e.student not in done]
+    progress = progress or Progress(len(todo), quiet=options.get("quiet", False))
+    results = {}
+    stop = threading.Event()
+    failure = []
+
+    def one(entry):
+        if stop.is_set():
+            return
+        if entry.problem:
+            result = grading.not_gradable(entry.student, entry.problem)
+        else:
+            try:
+                result = _grade_with_retry(lambda: backend_for(entry, options), lab, entry.student,
+                                           cohort_scripts(lab, entry), {}, retries)
+            except Exception as exc:  # noqa: BLE001 - a bug on one student's odd output must not end the cohort
+                result = grading.not_gradable(entry.student, "grader error: %s: %s" % (type(exc).__name__, exc),
+                                              entry.host)
+        result.max_score = lab.max_score
+        try:
+            journal.record(result, lab)
+        except GraderError as exc:
+            failure.append(exc)
+            stop.set()
+            return
+        results[entry.student] = result
+        progress.step(result)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(todo) or 1))) as pool:
+        list(pool.map(one, todo))
+    if failure:
+        raise failure[0]
+    merged = dict(done)
+    merged.update(results)
+    order = [e.student for e in entries]
+    return [merged[s] for s in order if s in merged]
+
+
+def grade_submissions(lab, submissions, vms, journal, force=False, retries=1, options=None):
+    """Submissions mode: students' folders graded on instructor VMs, one student per VM at a time
+    (every probe sees the whole kernel).  A VM that fails is retired; its student goes back in line."""
+    options = options or {}
+    done = {} if force else journal.load()
+    todo = [s for s in submissions if s.student not in done]
+    progress = Progress(len(todo), quiet=options.get("quiet", False))
+    work = queue.Queue()
+    for sub in todo:
+        work.put((sub, 0))
+    results, failure = {}, []
+    alive = [vm for vm in vms if not vm.problem]
+    live_count = [len(alive)]
+    lock = threading.Lock()
+
+    def finish(result):
+        result.max_score = lab.max_score
+        journal.record(result, lab)
+        results[result.student] = result
+        progress.step(result)
+
+    def worker(vm):
+        while not failure:
+            try:
+                sub, tries = work.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                if sub.problem:
+                    finish(grading.not_gradable(sub.student, sub.problem))
+                    continue
+                backend = backend_for(vm, options)
+                try:
+                    backend.connect()
+                    result = grading.grade(backend, lab, sub.student, sub.scripts, sub.uploads)
+                except HostError as exc:
+                    if exc.kind in RETRY_KINDS | {"agent", "host_key", "auth", "workload"}:
+                        retire = exc.kind != "connection" or tries >= retries
+                        if tries < retries + 1 and (live_count[0] > 1 or not retire):
+                            work.put((sub, tries + 1))
+                        else:
+                            finish(grading.not_gradable(sub.student, "no lab VM could grade it: %s" % exc, vm.host))
+                        if retire:
+                            with lock:
+                                live_count[0] -= 1
+                            return
+                        continue
+                    result = grading.not_gradable(sub.student, exc, backend.name)
+                except Exception as exc:  # noqa: BLE001
+                    result = grading.not_gradable(sub.student, "grader error: %s: %s" % (type(exc).__name__, exc))
+                finally:
+                    backend.close()
+                finish(result)
+            except GraderError as exc:
+                failure.append(exc)
+                return
+
+    threads = [threading.Thread(target=worker, args=(vm,), daemon=True) for vm in alive]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failure:
+        raise failure[0]
+    while not work.empty():
+        sub, _ = work.get_nowait()
+        finish(grading.not_gradable(sub.student, "no lab VM was reachable to grade it"))
+    merged = dict(done)
+    merged.update(results)
+    return [merged[s.student] for s in submissions if s.student in merged]

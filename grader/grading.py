@@ -1,0 +1,196 @@
+"""Grade one student: build the agent job, run it through a backend, judge each exercise.
+
+The verdict of an exercise is decided here in a fixed order, so feedback names the first
+thing to fix: script missing -> did not compile/attach -> wrong probe kind -> flooded ->
+the lab's check against ground truth.
+"""
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field
+
+from . import bpftrace_output
+from .checks import CHECKS
+from .errors import HostError
+from .truth import parse_truth
+
+PROBE_HEADER = re.compile(r"(?m)^\s*([A-Za-z_]+)\s*:")
+PROBE_ALIASES = {"k": "kprobe", "kr": "kretprobe", "t": "tracepoint", "rt": "rawtracepoint", "u": "uprobe",
+                 "ur": "uretprobe", "U": "usdt", "f": "fentry", "fr": "fexit", "p": "profile", "i": "interval",
+                 "s": "software", "h": "hardware", "kfunc": "fentry", "kretfunc": "fexit"}
+FEEDBACK_CAP = 4000
+
+
+@dataclass
+class ExerciseResult:
+    id: str
+    title: str
+    passed: bool
+    score: float
+    max_score: float
+    reason: str
+    feedback: str
+    output_excerpt: str = ""
+    visible: bool = True
+
+
+@dataclass
+class StudentResult:
+    student: str
+    status: str                     # graded | not_gradable
+    score: float = 0.0
+    max_score: float = 0.0
+    exercises: list = field(default_factory=list)
+    error: str = ""
+    host: str = ""
+    facts: dict = field(default_factory=dict)
+    workload: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    graded_at: float = 0.0
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        exercises = [ExerciseResult(**e) for e in data.get("exercises", [])]
+        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "exercises"}
+        return cls(exercises=exercises, **fields)
+
+
+def strip_comments(source):
+    source = re.sub(r"/\*.*?\*/", " ", source, flags=re.S)
+    return re.sub(r"//[^\n]*", " ", source)
+
+
+def probe_kinds(source):
+    """Probe kinds a script declares (kprobe:…, kr:…), comments ignored; BEGIN/END are not probes here."""
+    kinds = set()
+    for m in re.finditer(r"(?m)(^|[\s,}])([A-Za-z]+):[A-Za-z_*]", strip_comments(source)):
+        word = m.group(2)
+        kind = PROBE_ALIASES.get(word, word)
+        kinds.add(kind)
+    return kinds
+
+
+def build_job(lab, scripts, rng=None):
+    """scripts: {exercise id: ("upload", name) | ("path", absolute path)}."""
+    workload = lab.workload_run(rng)
+    job_scripts = []
+    for ex in lab.exercises:
+        how, where = scripts[ex.id]
+        job_scripts.append({"name": ex.id, how: where})
+    return {
+        "version": 1, "lab": lab.name, "scripts": job_scripts, "workload": workload,
+        "window": lab.window, "attach_timeout": lab.attach_timeout, "grace": lab.grace,
+        "output_cap": lab.output_cap, "script_cap": lab.script_cap, "stop_menu_workloads": True,
+    }
+
+
+def job_timeout(lab):
+    """Outer bound of one agent run: attach + window + grace + slack for a slow (TCG) host."""
+    return lab.attach_timeout + lab.window + lab.grace + 45
+
+
+def _first_lines(text, n=6):
+    lines = [line for line in (text or "").splitlines() if line.strip()]
+    return "\n".join(lines[:n])[:FEEDBACK_CAP]
+
+
+def _diagnose_failure(item, kinds_required):
+    stderr = item.get("stderr", "")
+    low = stderr.lower()
+    if "unsafe" in low:
+        return "unsafe", ("your script uses functions that need --unsafe (system(), etc.); the grader never "
+                          "allows them. bpftrace said:\n" + _first_lines(stderr))
+    if "kprobe_events" in low or ("kprobe" in low and "attach" in low) or "could not attach" in low:
+        return "attach_failed", "bpftrace could not attach your probes on this host:\n" + _first_lines(stderr)
+    if item.get("exit_code") not in (0, None, -2, 130) and not item.get("attached"):
+        return "compile_error", "script did not compile: " + _first_lines(stderr)
+    return None, ""
+
+
+def judge_exercise(ex, lab, item, truth):
+    base = dict(id=ex.id, title=ex.title, max_score=ex.points, visible=ex.visible, score=0.0, passed=False)
+    if item is None or item.get("status") in ("missing",):
+        return ExerciseResult(reason="missing", feedback="%s not found: save your answer as %s in %s"
+                              % (ex.script, ex.script, lab.answers_dir), **base)
+    if item.get("status") in ("too_large", "unreadable"):
+        return ExerciseResult(reason=item["status"], feedback="%s could not be used: %s"
+                              % (ex.script, item.get("error", "")), **base)
+    source = item.get("source", "")
+    reason, text = _diagnose_failure(item, lab.require_probe_types)
+    output = bpftrace_output.parse(item.get("stdout", ""))
+    excerpt = _first_lines(output.printf_text, 12)
+    if reason:
+        return ExerciseResult(reason=reason, feedback=text, output_excerpt=excerpt, **base)
+    if not item.get("attached"):
+        return ExerciseResult(reason="not_attached", feedback="bpftrace never attached your probes:\n"
+                              + _first_lines(item.get("stderr", "")), output_excerpt=excerpt, **base)
+    if lab.require_probe_types and not probe_kinds(source) & set(lab.require_probe_types):
+        return ExerciseResult(reason="wrong_probe_type", feedback="this lab is about %s: your script must attach "
+                              "at least one of them (e.g. kprobe:function_name)" % " or ".join(lab.require_probe_types),
+                              output_excerpt=excerpt, **base)
+    if item.get("flooded"):
+        return ExerciseResult(reason="flooded", feedback="your script printed %d bytes and was stopped: filter "
+                              "your probes (e.g. on comm)" % item.get("stdout_bytes", 0), output_excerpt=excerpt, **base)
+    verdict = CHECKS[ex.check](output, truth, ex.params)
+    feedback = verdict.detail
+    if not verdict.passed and verdict.reason in ex.hints:
+        feedback += "\nHint: " + ex.hints[verdict.reason]
+    if item.get("stdout_truncated"):
+        feedback += "\n(note: output was cut at %d bytes)" % lab.output_cap
+    if output.lost_events:
+        feedback += "\n(note: bpftrace lost %d events)" % output.lost_events
+    return ExerciseResult(passed=verdict.passed, score=ex.points if verdict.passed else 0.0, reason=verdict.reason,
+                          feedback=feedback.strip()[:FEEDBACK_CAP], output_excerpt=excerpt,
+                          **{k: v for k, v in base.items() if k not in ("passed", "score")})
+
+
+def evaluate(lab, student, raw, visible_only=False):
+    """Turn the agent's result document into a StudentResult."""
+    if not isinstance(raw, dict) or not raw.get("ok"):
+        err = raw.get("error") if isinstance(raw, dict) else "unreadable agent reply"
+        raise HostError("agent error: %s" % str(err)[:300], kind="agent")
+    workload = raw.get("workload") or {}
+    truth = parse_truth(workload.get("truth") if isinstance(workload, dict) else None)
+    if not truth.opens:
+        stderr = str(workload.get("stderr", ""))[:300] if isinstance(workload, dict) else ""
+        raise HostError("the workload recorded no opens (lab VM broken?) %s" % stderr, kind="workload")
+    items = {}
+    for item in raw.get("scripts") or []:
+        if isinstance(item, dict):
+            items[str(item.get("name"))] = item
+    result = StudentResult(student=student, status="graded", facts=raw.get("facts") or {},
+                           workload={"file": truth.file, "leak_every": truth.leak_every,
+                                     "opens": len(truth.opens), "leaks": len(truth.leaks)})
+    for ex in lab.exercises:
+        if visible_only and not ex.visible:
+            continue
+        res = judge_exercise(ex, lab, items.get(ex.id), truth)
+        result.exercises.append(res)
+    result.score = sum(e.score for e in result.exercises)
+    result.max_score = sum(e.max_score for e in result.exercises)
+    return result
+
+
+def grade(backend, lab, student, scripts, uploads=None, rng=None, visible_only=False):
+    """Run one student's scripts on one host and judge them; HostError when the host fails us."""
+    started = time.time()
+    job = build_job(lab, scripts, rng)
+    raw = backend.run_agent_job(job, uploads or {}, timeout=job_timeout(lab))
+    result = evaluate(lab, student, raw, visible_only)
+    result.host = backend.name
+    result.seconds = round(time.time() - started, 2)
+    result.graded_at = time.time()
+    return result
+
+
+def not_gradable(student, why, host=""):
+    return StudentResult(student=student, status="not_gradable", error=str(why)[:500], host=host,
+                         graded_at=time.time())
+
+
+def dumps(result):
+    return json.dumps(result.to_dict(), sort_keys=True)

@@ -1,0 +1,78 @@
+"""Results are never lost: each student's result is appended to journal.jsonl (fsync'd) and
+written as students/<slug>/results.json the moment it is known.  A rerun reads the journal
+and skips finished students; a line cut by a crash is ignored (that student is regraded)."""
+
+import errno
+import hashlib
+import json
+import os
+import re
+import threading
+from pathlib import Path
+
+from .errors import GraderError
+from .grading import StudentResult
+from .reports import gradescope
+
+
+def slug(student):
+    """A file-system-safe folder name for any student id (the id itself stays in the reports)."""
+    clean = re.sub(r"[^A-Za-z0-9._-]", "_", student).strip("._")[:48]
+    if clean != student or not clean:
+        clean = "%s-%s" % (clean or "student", hashlib.sha256(student.encode()).hexdigest()[:8])
+    return clean
+
+
+def _write_atomic(path, text):
+    tmp = path.with_name(".%s.tmp" % path.name)
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class Journal:
+    def __init__(self, results_dir):
+        self.dir = Path(results_dir)
+        self.path = self.dir / "journal.jsonl"
+        self.lock = threading.Lock()
+        try:
+            (self.dir / "students").mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise GraderError("cannot create results folder %s: %s" % (self.dir, exc.strerror))
+
+    def load(self):
+        """Finished results by student (the last line wins)."""
+        done = {}
+        try:
+            with open(self.path, "r", errors="replace") as fh:
+                for line in fh:
+                    try:
+                        data = json.loads(line)
+                        done[data["student"]] = StudentResult.from_dict(data)
+                    except (ValueError, KeyError, TypeError):
+                        continue
+        except FileNotFoundError:
+            pass
+        return done
+
+    def record(self, result, lab):
+        line = json.dumps(result.to_dict(), sort_keys=True) + "\n"
+        with self.lock:
+            try:
+                student_dir = self.dir / "students" / slug(result.student)
+                student_dir.mkdir(parents=True, exist_ok=True)
+                _write_atomic(student_dir / "results.json", json.dumps(gradescope.results_json(result, lab), indent=2))
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                try:
+                    data = line.encode()
+                    written = os.write(fd, data)
+                    if written != len(data):
+                        raise OSError(errno.ENOSPC, "short write")
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                raise GraderError("cannot write results to %s: %s; free space or fix permissions and rerun "
+                                  "(finished students are kept)" % (self.dir, exc.strerror or exc))

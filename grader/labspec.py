@@ -1,0 +1,170 @@
+"""Lab specs: labs/<lab>/lab.yaml, loaded with yaml.safe_load and validated up front.
+
+A malformed spec is the instructor's error: one line saying which field to fix.
+"""
+
+import os
+import random
+import re
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import GraderError
+
+REPO_LABS = Path(__file__).resolve().parent.parent / "labs"
+INSTALLED_LABS = Path("/opt/bpfhol/labs")
+SCRIPT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}\.bt$")
+PROBE_TYPES = {"kprobe", "kretprobe", "tracepoint", "rawtracepoint", "uprobe", "uretprobe", "usdt",
+               "fentry", "fexit", "kfunc", "kretfunc", "profile", "interval", "software", "hardware"}
+
+
+@dataclass
+class Exercise:
+    id: str
+    title: str
+    script: str
+    points: float
+    check: str
+    params: dict = field(default_factory=dict)
+    hints: dict = field(default_factory=dict)
+    visible: bool = True
+
+
+@dataclass
+class Lab:
+    name: str
+    title: str
+    path: Path
+    answers_dir: str
+    require_probe_types: list
+    workload: dict
+    window: float
+    attach_timeout: float
+    grace: float
+    output_cap: int
+    script_cap: int
+    exercises: list
+
+    @property
+    def max_score(self):
+        return sum(ex.points for ex in self.exercises)
+
+    def workload_run(self, rng=None):
+        """Randomized workload parameters for one grading run (the anti-cheat: answers differ each run)."""
+        rng = rng or random.SystemRandom()
+        args = {}
+        for key, value in (self.workload.get("args") or {}).items():
+            if isinstance(value, dict) and "choice" in value:
+                value = rng.choice(value["choice"])
+            args[key] = value
+        create = None
+        if self.workload.get("file") == "random":
+            token = "%016x" % rng.getrandbits(64) if not isinstance(rng, random.SystemRandom) else secrets.token_hex(8)
+            create = "/var/tmp/bpfhol-lab/%s/%s-%s.dat" % (token, rng.choice(["notes", "stats", "state", "cache"]),
+                                                           token[:6])
+            args["file"] = create
+        args["duration-s"] = int(self.window)
+        return {"program": self.workload["program"], "args": args, "create_file": create}
+
+
+def _need(data, key, kind, where):
+    if key not in data:
+        raise GraderError("%s: missing field '%s'" % (where, key))
+    if not isinstance(data[key], kind):
+        raise GraderError("%s: field '%s' must be a %s" % (where, key, getattr(kind, "__name__", kind)))
+    return data[key]
+
+
+def find_lab_dir(name_or_path, labs_dir=None):
+    """A lab by name (labs/<name>/ in the repo or on a lab VM) or by folder path."""
+    candidate = Path(name_or_path)
+    if candidate.is_dir() and (candidate / "lab.yaml").is_file():
+        return candidate
+    if not re.match(r"^[a-z0-9_-]{1,40}$", str(name_or_path)):
+        raise GraderError("unknown lab %r: give a lab name such as 'kprobes' or a folder with lab.yaml" % name_or_path)
+    roots = [Path(labs_dir)] if labs_dir else [REPO_LABS, INSTALLED_LABS]
+    for root in roots:
+        if (root / name_or_path / "lab.yaml").is_file():
+            return root / name_or_path
+    known = sorted(p.name for root in roots if root.is_dir() for p in root.iterdir() if (p / "lab.yaml").is_file())
+    raise GraderError("unknown lab %r; known labs: %s" % (name_or_path, ", ".join(known) or "none"))
+
+
+def load_lab(name_or_path, labs_dir=None):
+    from .checks import CHECKS
+
+    lab_dir = find_lab_dir(name_or_path, labs_dir)
+    spec_file = lab_dir / "lab.yaml"
+    where = str(spec_file)
+    try:
+        data = yaml.safe_load(spec_file.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = " at line %d" % (mark.line + 1) if mark else ""
+        raise GraderError("%s: not valid YAML%s; fix the syntax" % (where, at))
+    except OSError as exc:
+        raise GraderError("%s: cannot read (%s)" % (where, exc.strerror))
+    if not isinstance(data, dict):
+        raise GraderError("%s: must be a mapping of fields (name, workload, exercises, ...)" % where)
+    workload = _need(data, "workload", dict, where)
+    if not re.match(r"^[a-z][a-z0-9_-]{0,31}$", str(workload.get("program", ""))):
+        raise GraderError("%s: workload.program must be a plain program name" % where)
+    probe_types = data.get("require_probe_types") or []
+    if not isinstance(probe_types, list) or not set(probe_types) <= PROBE_TYPES:
+        raise GraderError("%s: require_probe_types must list probe kinds from %s" % (where, sorted(PROBE_TYPES)))
+    exercises = []
+    seen = set()
+    for i, ex in enumerate(_need(data, "exercises", list, where)):
+        ewhere = "%s: exercises[%d]" % (where, i)
+        if not isinstance(ex, dict):
+            raise GraderError("%s must be a mapping" % ewhere)
+        ex_id = str(_need(ex, "id", str, ewhere))
+        script = str(_need(ex, "script", str, ewhere))
+        check = str(_need(ex, "check", str, ewhere))
+        if not SCRIPT_NAME.match(script):
+            raise GraderError("%s: script must be a plain name like q1.bt" % ewhere)
+        if check not in CHECKS:
+            raise GraderError("%s: unknown check %r; known: %s" % (ewhere, check, ", ".join(sorted(CHECKS))))
+        if ex_id in seen:
+            raise GraderError("%s: duplicate id %r" % (ewhere, ex_id))
+        seen.add(ex_id)
+        points = ex.get("points", 1)
+        if not isinstance(points, (int, float)) or points < 0:
+            raise GraderError("%s: points must be a number >= 0" % ewhere)
+        exercises.append(Exercise(id=ex_id, title=str(ex.get("title", ex_id)), script=script, points=points,
+                                  check=check, params=dict(ex.get("params") or {}),
+                                  hints={str(k): str(v) for k, v in (ex.get("hints") or {}).items()},
+                                  visible=bool(ex.get("visible", True))))
+    if not exercises:
+        raise GraderError("%s: exercises must not be empty" % where)
+
+    def num(key, default, lo, hi):
+        value = data.get(key, default)
+        if not isinstance(value, (int, float)) or not lo <= value <= hi:
+            raise GraderError("%s: %s must be a number from %s to %s" % (where, key, lo, hi))
+        return value
+
+    return Lab(
+        name=str(_need(data, "name", str, where)), title=str(data.get("title", "")), path=lab_dir,
+        answers_dir=str(data.get("answers_dir", "~/answers/%s" % data["name"])),
+        require_probe_types=list(probe_types), workload=workload,
+        window=num("window_seconds", 12, 2, 120), attach_timeout=num("attach_timeout_seconds", 60, 5, 120),
+        grace=num("grace_seconds", 4, 1, 30), output_cap=int(num("output_cap_bytes", 262144, 1024, 8 << 20)),
+        script_cap=int(num("script_cap_bytes", 65536, 256, 1 << 20)), exercises=exercises,
+    )
+
+
+def available_labs():
+    return sorted(p.name for root in (REPO_LABS, INSTALLED_LABS) if root.is_dir()
+                  for p in root.iterdir() if (p / "lab.yaml").is_file())
+
+
+def expand_home(path, user):
+    """~/x for a student's user: /home/<user>/x (root: /root/x)."""
+    if path.startswith("~/"):
+        home = "/root" if user == "root" else "/home/%s" % user
+        return os.path.join(home, path[2:])
+    return path

@@ -1,0 +1,22 @@
+"""The terminal table an instructor reads first."""
+
+from . import clean
+
+
+def render(results, lab):
+    ids = [ex.id for ex in lab.exercises]
+    width = max([len(clean(r.student, 40)) for r in results] + [7])
+    lines = ["%-*s  %-7s %s  %s" % (width, "student", "score", " ".join("%-4s" % i for i in ids), "note")]
+    for r in results:
+        name = clean(r.student, 40)
+        if r.status != "graded":
+            lines.append("%-*s  %-7s %s  not gradable: %s" % (width, name, "-", " ".join("%-4s" % "-" for _ in ids),
+                                                              clean(r.error, 120).replace("\n", " ")))
+            continue
+        by_id = {e.id: e for e in r.exercises}
+        marks = " ".join("%-4s" % ("ok" if by_id.get(i) and by_id[i].passed else "FAIL" if i in by_id else "-")
+                         for i in ids)
+        lines.append("%-*s  %-7s %s" % (width, name, "%g/%g" % (r.score, lab.max_score), marks))
+    graded = [r for r in results if r.status == "graded"]
+    lines.append("%d students: %d graded, %d not gradable" % (len(results), len(graded), len(results) - len(graded)))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,53 @@
+"""Ground truth: what the graded workload really did, from its JSON-lines log (see docs/design.md)."""
+
+import json
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Truth:
+    file: str = ""
+    leak_every: int = 0
+    opens: list = field(default_factory=list)    # (seq, fd, path)
+    closes: list = field(default_factory=list)   # (seq, fd)
+    leaks: list = field(default_factory=list)    # (seq, fd)
+    exited: bool = False
+
+    @property
+    def opened_fds(self):
+        return [fd for _, fd, _ in self.opens]
+
+    @property
+    def leaked_fds(self):
+        return [fd for _, fd in self.leaks]
+
+    @property
+    def paths(self):
+        return {path for _, _, path in self.opens}
+
+
+def parse_truth(lines):
+    truth = Truth()
+    for line in lines or []:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(rec, dict):
+            continue
+        ev = rec.get("event")
+        try:
+            if ev == "start":
+                truth.file = str(rec.get("file", ""))
+                truth.leak_every = int(rec.get("leak_every") or 0)
+            elif ev == "open":
+                truth.opens.append((int(rec.get("seq", 0)), int(rec["fd"]), str(rec.get("path", ""))))
+            elif ev == "close":
+                truth.closes.append((int(rec.get("seq", 0)), int(rec["fd"])))
+            elif ev == "leak":
+                truth.leaks.append((int(rec.get("seq", 0)), int(rec["fd"])))
+            elif ev == "exit":
+                truth.exited = True
+        except (KeyError, TypeError, ValueError):
+            continue
+    return truth
