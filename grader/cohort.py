@@ -68,7 +68,7 @@ def _grade_with_retry(make_backend, lab, student, scripts, uploads, retries, vis
 
 def cohort_scripts(lab, entry):
     """Cohort mode: the agent reads each answer from the student's own answers folder."""
-    answers = expand_home(lab.answers_dir, entry.student_user)
+    answers = entry.answers or expand_home(lab.answers_dir, entry.student_user)
     return {ex.id: ("path", "%s/%s" % (answers.rstrip("/"), ex.script)) for ex in lab.exercises}
 
 

@@ -30,6 +30,7 @@ class Entry:
     key: str = ""
     agent: str = DEFAULT_AGENT
     student_user: str = "vagrant"   # whose ~/answers holds the scripts (cohort mode)
+    answers: str = ""               # answers folder on the host, when not the lab's ~<student_user>/answers/<lab>
     problem: str = ""      # set when the row cannot be used; graded as "not gradable: <problem>"
 
 
@@ -53,6 +54,7 @@ def _entry_from_mapping(row, n, base_dir):
     entry.key = key
     entry.agent = get("agent") or DEFAULT_AGENT
     entry.student_user = get("student_user") or "vagrant"
+    entry.answers = get("answers")
     port = get("port", "ansible_port") or "22"
     problems = []
     if not student:
@@ -74,6 +76,8 @@ def _entry_from_mapping(row, n, base_dir):
         problems.append("student_user %r is not a valid user name" % entry.student_user[:40])
     if key and not Path(key).is_file():
         problems.append("key file not found: %s" % key)
+    if entry.answers and (not AGENT_PATH.match(entry.answers) or ".." in entry.answers):
+        problems.append("answers must be an absolute plain path")
     if not AGENT_PATH.match(entry.agent) or ".." in entry.agent:
         problems.append("agent path must be an absolute plain path")
     entry.problem = "; ".join(problems)

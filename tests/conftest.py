@@ -1,0 +1,47 @@
+"""Shared fixtures.  The tests run as root (CI does): sshd, bpftrace and VMs need it."""
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from sshd_hosts import SshFarm, ensure_tracefs, install_lab_prefix  # noqa: E402
+
+TEST_LAB = REPO / "tests" / "fixtures" / "labs" / "tracepoints"
+
+
+def pytest_configure(config):
+    for name, text in [("vm", "boots a real VM (slow)"), ("integration", "real sshd + real bpftrace on this host"),
+                       ("faults", "fault and abuse suite (real sshd)")]:
+        config.addinivalue_line("markers", "%s: %s" % (name, text))
+
+
+@pytest.fixture(scope="session")
+def lab_prefix(tmp_path_factory):
+    """/opt/bpfhol-like tree on this host: bin/kprobeme and sbin/bpfhol-agent."""
+    if os.geteuid() != 0:
+        pytest.fail("the integration tests run as root (sshd, bpftrace); run them through scripts/test")
+    if not shutil.which("bpftrace"):
+        pytest.fail("bpftrace is missing: run scripts/setup-host")
+    ensure_tracefs()
+    root = tmp_path_factory.mktemp("prefix")
+    agent = install_lab_prefix(root)
+    return {"root": root, "agent": str(agent)}
+
+
+@pytest.fixture(scope="session")
+def farm():
+    f = SshFarm()
+    yield f
+    f.close()
+
+
+@pytest.fixture(scope="session")
+def test_lab():
+    return str(TEST_LAB)
