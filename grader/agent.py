@@ -47,6 +47,13 @@ MAX_OUTPUT_BYTES = 8 << 20
 FLOOD_FACTOR = 16
 
 
+FD_TRAMPOLINE = (
+    "import os, sys\n"
+    "for _ in range(int(sys.argv[1])): os.open('/dev/null', os.O_RDONLY)\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
+
+
 class JobError(Exception):
     """The job itself is unusable; reported as the whole result's error."""
 
@@ -319,7 +326,12 @@ def run_job(job_path):
 
         wl_proc = None
         if argv:
-            wl_proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            # The workload starts with a random number of spare descriptors open, so its fd
+            # numbers cannot be guessed without tracing.  A python trampoline opens them at the
+            # lowest numbers and execs the workload (its comm is the workload's from exec on).
+            offset = max(0, min(int(wl.get("fd_offset", 0)), 64))
+            launch = [sys.executable, "-c", FD_TRAMPOLINE, str(offset)] + argv if offset else argv
+            wl_proc = subprocess.Popen(launch, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                        stderr=subprocess.PIPE, start_new_session=True, env=_clean_env())
         end = now() + window
         while now() < end:
@@ -445,6 +457,16 @@ def facts():
     return result
 
 
+def _raise_memlock():
+    """bpftrace wants locked memory for its maps on older kernels; root may raise the limit."""
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def main(argv):
     if len(argv) >= 1 and argv[0] == "version":
         print(json.dumps({"agent_version": AGENT_VERSION}))
@@ -452,6 +474,7 @@ def main(argv):
     if os.geteuid() != 0:
         print(json.dumps({"ok": False, "error": "bpfhol-agent must run as root (through sudo)"}))
         return 2
+    _raise_memlock()
     try:
         if len(argv) == 2 and argv[0] == "run":
             result = run_job(argv[1])

@@ -56,6 +56,12 @@ class ScriptOutput:
                     continue
         return result
 
+    def counts(self):
+        """Integers that can be counts: printf numbers and map values (map keys are labels, not counts)."""
+        nums = [n for row in self.ints_by_line() for n in row]
+        nums += [v for _, _, v in self.map_items() if isinstance(v, int) and not isinstance(v, bool)]
+        return nums
+
     def numbers(self):
         """All integers the student printed, anywhere (printf, map keys and values)."""
         nums = [n for row in self.ints_by_line() for n in row]

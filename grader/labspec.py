@@ -67,7 +67,11 @@ class Lab:
                                                            token[:6])
             args["file"] = create
         args["duration-s"] = int(self.window)
-        return {"program": self.workload["program"], "args": args, "create_file": create}
+        offset = self.workload.get("fd_offset")
+        if isinstance(offset, dict) and "choice" in offset:
+            offset = rng.choice(offset["choice"])
+        return {"program": self.workload["program"], "args": args, "create_file": create,
+                "fd_offset": int(offset or 0)}
 
 
 def _need(data, key, kind, where):

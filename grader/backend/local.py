@@ -27,6 +27,8 @@ class LocalBackend:
             proc = subprocess.run(self._argv(args), capture_output=True, timeout=timeout)
         except FileNotFoundError:
             raise HostError("%s is not installed: re-run the lab playbook" % self.agent, kind="agent")
+        except OSError as exc:
+            raise HostError("cannot run %s: %s (re-run the lab playbook)" % (self.agent, exc.strerror), kind="agent")
         except subprocess.TimeoutExpired:
             raise HostError("the agent did not finish within %ds" % timeout, kind="timeout")
         return parse_reply(proc.stdout[:REPLY_CAP].decode("utf-8", "replace"),
