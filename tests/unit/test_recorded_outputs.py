@@ -1,0 +1,67 @@
+"""Every check, judged on REAL recorded agent replies (real bpftrace JSON + ground truth).
+
+Recordings live in tests/fixtures/bpftrace/<bpftrace version>/<lab>-<case>.json and are made by
+tests/fixtures/record.py: 0.17 on this host (tracepoints test lab), 0.17 and 0.23 on lab VMs
+(kprobes lab).  A case's expected reasons below are what a careful instructor would conclude.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from grader import grading
+from grader.labspec import load_lab
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures"
+LABS = {"tracepoints": str(FIX / "labs" / "tracepoints"), "kprobes": "kprobes"}
+EXPECTED = {
+    "reference": {"q1": {"ok"}, "q2": {"ok"}, "q3": {"ok"}},
+    # no comm filter / a count instead of descriptors / closes never seen
+    "wrong": {"q1": {"unfiltered"}, "q2": {"no_fds"}, "q3": {"close_path"}},
+    # printing the well-known answers without tracing them
+    "cheat": {"q1": {"not_found"}, "q2": {"no_fds", "count_mismatch"}, "q3": {"no_leaks"}},
+    # syntax error / system() without --unsafe / a probe that cannot attach
+    "broken": {"q1": {"compile_error"}, "q2": {"unsafe"}, "q3": {"attach_failed", "compile_error"}},
+    # str(arg1) on a user pointer / right answer without a kprobe / right answer
+    "empty_path": {"q1": {"empty_path"}, "q2": {"wrong_probe_type"}, "q3": {"ok"}},
+}
+RECORDINGS = sorted(FIX.glob("bpftrace/*/*.json"))
+
+
+def test_recordings_cover_both_bpftrace_generations():
+    versions = {p.parent.name for p in RECORDINGS}
+    assert any(v.startswith("0.17") for v in versions), versions
+
+
+@pytest.mark.parametrize("path", RECORDINGS, ids=lambda p: "%s/%s" % (p.parent.name, p.stem))
+def test_recorded_case_verdicts(path):
+    lab_name, case = path.stem.split("-", 1)
+    lab = load_lab(LABS[lab_name])
+    reply = json.loads(path.read_text())
+    result = grading.evaluate(lab, "student", reply)
+    got = {e.id: e.reason for e in result.exercises}
+    for ex_id, allowed in EXPECTED[case].items():
+        assert got[ex_id] in allowed, (ex_id, got[ex_id], [e.feedback for e in result.exercises if e.id == ex_id])
+    if case == "reference":
+        assert result.score == lab.max_score
+    else:
+        assert result.score < lab.max_score
+
+
+@pytest.mark.parametrize("path", RECORDINGS, ids=lambda p: "%s/%s" % (p.parent.name, p.stem))
+def test_feedback_never_reveals_the_answer(path):
+    """Failed exercises must not print the path the workload opened (students read feedback)."""
+    lab_name, _ = path.stem.split("-", 1)
+    lab = load_lab(LABS[lab_name])
+    reply = json.loads(path.read_text())
+    result = grading.evaluate(lab, "student", reply)
+    for e in result.exercises:
+        if not e.passed:
+            assert result.workload["file"] not in e.feedback
+
+
+def test_hint_for_user_pointer_mentions_uptr():
+    lab = load_lab("kprobes")
+    hint = [ex for ex in lab.exercises if ex.id == "q1"][0].hints["empty_path"]
+    assert "uptr" in hint
