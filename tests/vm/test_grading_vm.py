@@ -1,0 +1,88 @@
+"""The grader against a real lab VM (vagrant up + playbooks/, kprobes really attach):
+reference solutions pass with full score; wrong, cheating and broken scripts fail with the
+right feedback; cohort mode reads the student's answers folder; the self-check works; the
+grader account can run the agent and nothing else as root."""
+
+import base64
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from expected_verdicts import EXPECTED
+
+pytestmark = pytest.mark.vm
+REPO = Path(__file__).resolve().parents[2]
+CASES = REPO / "tests" / "fixtures" / "scripts" / "kprobes"
+
+
+def grader(*args, timeout=1200):
+    return subprocess.run([sys.executable, "-m", "grader", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture
+def roster(lab_vm, tmp_path):
+    path = tmp_path / "vm.yml"
+    path.write_text(yaml.safe_dump([{"student": "vm", "host": lab_vm.host, "port": lab_vm.port,
+                                     "user": "bpfhol-grader", "key": lab_vm.grader_key}]))
+    return path
+
+
+def test_preflight_sees_a_working_kprobe(roster, tmp_path):
+    proc = grader("preflight", str(roster), "--known-hosts", str(tmp_path / "kh"), timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert " yes " in proc.stdout and "ok" in proc.stdout.splitlines()[-1]
+
+
+def test_submissions_reference_wrong_cheating_broken(roster, tmp_path):
+    subs = tmp_path / "SUBMISSIONS"
+    shutil.copytree(REPO / "labs" / "kprobes" / "solutions", subs / "reference")
+    for case in EXPECTED:
+        if case != "reference":
+            shutil.copytree(CASES / case, subs / case)
+    results = tmp_path / "results"
+    proc = grader("submissions", str(subs), "--vms", str(roster), "--results", str(results), "--quiet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    journal = {json.loads(l)["student"]: json.loads(l) for l in (results / "journal.jsonl").read_text().splitlines()}
+    assert set(journal) == set(EXPECTED)
+    for case, expected in EXPECTED.items():
+        got = {e["id"]: e for e in journal[case]["exercises"]}
+        for ex_id, allowed in expected.items():
+            assert got[ex_id]["reason"] in allowed, (case, ex_id, got[ex_id])
+    assert journal["reference"]["score"] == journal["reference"]["max_score"] == 10
+    assert "uptr" in {e["id"]: e for e in journal["empty_path"]["exercises"]}["q1"]["feedback"]
+    assert "kprobe" in {e["id"]: e for e in journal["empty_path"]["exercises"]}["q2"]["feedback"]
+
+
+def test_cohort_mode_reads_the_answers_folder_and_self_check(lab_vm, roster, tmp_path):
+    for script in sorted((REPO / "labs" / "kprobes" / "solutions").glob("q*.bt")):
+        blob = base64.b64encode(script.read_bytes()).decode()
+        r = lab_vm.run("mkdir -p ~/answers/kprobes && echo %s | base64 -d > ~/answers/kprobes/%s"
+                       % (blob, script.name), timeout=60)
+        assert r.returncode == 0, r.stderr
+    results = tmp_path / "results"
+    proc = grader("grade", str(roster), "--results", str(results), "--quiet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [row] = [json.loads(l) for l in (results / "journal.jsonl").read_text().splitlines()]
+    assert row["score"] == 10, row["exercises"]
+    assert row["facts"]["bpftrace"]
+
+    check = lab_vm.run("bpfhol check kprobes", timeout=300)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "score: 10/10" in check.stdout
+
+
+def test_grader_account_may_run_the_agent_and_nothing_else(lab_vm):
+    base = ["ssh", "-i", lab_vm.grader_key, "-p", str(lab_vm.port), "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=20",
+            "bpfhol-grader@%s" % lab_vm.host]
+    ok = subprocess.run(base + ["sudo -n /opt/bpfhol/sbin/bpfhol-agent version"], capture_output=True, text=True,
+                        timeout=120)
+    assert ok.returncode == 0 and '"agent_version"' in ok.stdout, ok.stderr
+    denied = subprocess.run(base + ["sudo -n id"], capture_output=True, text=True, timeout=120)
+    assert denied.returncode != 0
