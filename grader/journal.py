@@ -64,11 +64,15 @@ class Journal:
                 student_dir = self.dir / "students" / slug(result.student)
                 student_dir.mkdir(parents=True, exist_ok=True)
                 _write_atomic(student_dir / "results.json", json.dumps(gradescope.results_json(result, lab), indent=2))
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
                 try:
                     data = line.encode()
+                    size = os.fstat(fd).st_size
+                    if size and os.pread(fd, 1, size - 1) != b"\n":
+                        data = b"\n" + data      # a line cut by a crash must not swallow this one
                     written = os.write(fd, data)
                     if written != len(data):
+                        os.ftruncate(fd, size)   # leave no partial line behind (full disk)
                         raise OSError(errno.ENOSPC, "short write")
                     os.fsync(fd)
                 finally:
