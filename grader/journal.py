@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .errors import GraderError
 from .grading import StudentResult
-from .reports import gradescope
+from .reports import gradescope, write_atomic
 
 
 def slug(student):
@@ -21,15 +21,6 @@ def slug(student):
     if clean != student or not clean:
         clean = "%s-%s" % (clean or "student", hashlib.sha256(student.encode()).hexdigest()[:8])
     return clean
-
-
-def _write_atomic(path, text):
-    tmp = path.with_name(".%s.tmp" % path.name)
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 class Journal:
@@ -63,7 +54,7 @@ class Journal:
             try:
                 student_dir = self.dir / "students" / slug(result.student)
                 student_dir.mkdir(parents=True, exist_ok=True)
-                _write_atomic(student_dir / "results.json", json.dumps(gradescope.results_json(result, lab), indent=2))
+                write_atomic(student_dir / "results.json", json.dumps(gradescope.results_json(result, lab), indent=2))
                 fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
                 try:
                     data = line.encode()
