@@ -244,6 +244,8 @@ def test_bpftrace_sees_the_path_and_fds(kprobeme, tmp_path):
         '{ printf("open %s\\n", str(args->filename)); }\n'
         'tracepoint:syscalls:sys_exit_openat /comm == "kprobeme"/ '
         '{ printf("fd %d\\n", args->ret); }\n'
+        'tracepoint:syscalls:sys_enter_close /comm == "kprobeme"/ '
+        '{ printf("close %d\\n", args->fd); }\n'
     )
     with open(out, "w") as fh:
         bt = subprocess.Popen(["bpftrace", "-e", script], stdout=fh, stderr=subprocess.STDOUT)
@@ -263,7 +265,8 @@ def test_bpftrace_sees_the_path_and_fds(kprobeme, tmp_path):
         except subprocess.TimeoutExpired:
             bt.kill()
             bt.wait(timeout=5)
-    lines = [ln for ln in out.read_text().splitlines() if ln.startswith(("open ", "fd "))]
+    text = out.read_text()
+    lines = [ln for ln in text.splitlines() if ln.startswith(("open ", "fd "))]
     # enter/exit alternate for a single-threaded process: pair them up
     pairs = [(a.split(" ", 1)[1], int(b.split()[1])) for a, b in zip(lines[::2], lines[1::2])]
     truth = [e for e in read_log(log) if e["event"] == "open"]
@@ -272,3 +275,8 @@ def test_bpftrace_sees_the_path_and_fds(kprobeme, tmp_path):
     assert any(str(log).startswith(p) and fd == 3 for p, fd in pairs), pairs
     assert [p for p in pairs if p[0] == "/proc/uptime"] == [(e["path"], e["fd"]) for e in truth]
     assert [e["fd"] for e in truth] == [4, 4, 5, 5, 6, 6, 7, 7, 8, 8]
+    # the truth log (fd 3) is closed with close(2) at the very end: only real leaks stay open
+    closes = [int(ln.split()[1]) for ln in text.splitlines() if ln.startswith("close ")]
+    assert closes[-1] == 3, closes
+    truth_closed = [e["fd"] for e in read_log(log) if e["event"] == "close"]
+    assert [c for c in closes if c >= 4] == truth_closed
