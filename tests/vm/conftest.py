@@ -1,0 +1,226 @@
+"""The real-VM fixture: build (or reuse) the lab box, `vagrant up --provider libvirt`, hand out SSH, destroy.
+
+    @pytest.mark.vm
+    def test_something(lab_vm):
+        r = lab_vm.run("bpftrace --version", timeout=60)      # subprocess.CompletedProcess (text)
+        assert r.returncode == 0
+        out = lab_vm.provision()                              # text of `vagrant provision`
+        assert lab_vm.recap(out)["changed"] == 0
+
+API of the object `lab_vm` (session scope, one VM for the whole run):
+    ssh_config   text of `vagrant ssh-config`
+    host, port, user, key   where and how to SSH (key = path of the private key file)
+    run(cmd, timeout=120, sudo=False, check=False) -> CompletedProcess; cmd runs under bash on the guest,
+                 bounded on both sides (remote `timeout -k 5`, local subprocess timeout + 30 s)
+    provision(timeout=1800) -> str: output of `vagrant provision` (raises AssertionError on failure)
+    recap(text) -> dict: the PLAY RECAP totals over all hosts {"ok", "changed", "unreachable", "failed", ...}
+    vagrant(*args, timeout=600) -> CompletedProcess of a vagrant command in this VM's environment
+    guest        "debian13" | "debian12"
+    answers_dir  host folder shared as /home/vagrant/answers
+    box          dict from images/build-box --json (dir, hash, kernel, cached, elapsed_s, box_name, ...)
+    timings      {"box_s", "up_s"} (up includes the first provision)
+    up_output    text of `vagrant up`
+    accel        "kvm" | "tcg"
+
+Environment: BPFHOL_GUEST (debian13 default | debian12); BPFHOL_SKIP_VM=1 skips (the only reason to skip:
+otherwise a box that does not build or a VM that does not boot is a test failure); BPFHOL_KEEP_VM=1 keeps the VM
+after the run (its .vagrant dir is printed).  The VM gets its own libvirt domain name and its own .vagrant dir
+(VAGRANT_DOTFILE_PATH), so it never collides with a student's `vagrant up` in vagrant/.
+"""
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+VAGRANT_DIR = REPO / "vagrant"
+SUITES = {"debian13": "trixie", "debian12": "bookworm"}
+
+
+def _tail(text, n=25):
+    return "\n".join((text or "").strip().splitlines()[-n:])
+
+
+def play_recap(text):
+    """Sum the PLAY RECAP lines of an ansible run: {"ok": N, "changed": N, ...}; {} when there is none."""
+    totals, seen = {}, False
+    recap = text.split("PLAY RECAP")[-1] if "PLAY RECAP" in text else ""
+    for line in recap.splitlines():
+        m = re.match(r"^\s*\S+\s*:\s*((?:\w+=\d+\s*)+)$", line)
+        if not m:
+            continue
+        seen = True
+        for k, v in re.findall(r"(\w+)=(\d+)", m.group(1)):
+            totals[k] = totals.get(k, 0) + int(v)
+    return totals if seen else {}
+
+
+class LabVM:
+    def __init__(self, workdir, guest):
+        self.workdir = Path(workdir)
+        self.guest = guest
+        self.name = "bpfhol-test-" + uuid.uuid4().hex[:8]
+        self.answers_dir = self.workdir / "answers"
+        self.answers_dir.mkdir(parents=True, exist_ok=True)
+        self.log = self.workdir / "vagrant.log"
+        self.env = dict(os.environ, VAGRANT_CWD=str(VAGRANT_DIR), VAGRANT_DOTFILE_PATH=str(self.workdir / ".vagrant"),
+                        BPFHOL_GUEST=guest, BPFHOL_VM_NAME=self.name, BPFHOL_ANSWERS_DIR=str(self.answers_dir),
+                        VAGRANT_DEFAULT_PROVIDER="libvirt", VAGRANT_NO_COLOR="1", VAGRANT_CHECKPOINT_DISABLE="1",
+                        ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+        # The instructor's grader key, provisioned through vagrant/Vagrantfile's BPFHOL_GRADER_PUBKEYS_FILE.
+        self.grader_key = str(self.workdir / "grader_key")
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bpfhol-test-grader", "-f",
+                        self.grader_key], check=True, timeout=30)
+        self.env["BPFHOL_GRADER_PUBKEYS_FILE"] = self.grader_key + ".pub"
+        self.ssh_config = ""
+        self.host = self.port = self.user = self.key = None
+        self.box = {}
+        self.timings = {}
+        self.up_output = ""
+        self.accel = None
+        self._cfg = self.workdir / "ssh_config"
+
+    # -- vagrant -------------------------------------------------------------------------------------------
+    def vagrant(self, *args, timeout=600):
+        try:
+            r = subprocess.run(["vagrant", *args], env=self.env, cwd=self.workdir, capture_output=True, text=True,
+                               timeout=timeout, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as e:
+            out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+            raise AssertionError(f"vagrant {' '.join(args)} timed out after {timeout}s:\n{_tail(out)}")
+        with open(self.log, "a") as f:
+            f.write(f"$ vagrant {' '.join(args)}  (exit {r.returncode})\n{r.stdout}{r.stderr}\n")
+        return r
+
+    def up(self, timeout=2400):
+        t0 = time.time()
+        r = self.vagrant("up", "--provider", "libvirt", timeout=timeout)
+        self.timings["up_s"] = round(time.time() - t0, 1)
+        self.up_output = r.stdout + r.stderr
+        if r.returncode != 0:
+            raise AssertionError(f"vagrant up failed (exit {r.returncode}); log {self.log}:\n{_tail(self.up_output)}")
+        r = self.vagrant("ssh-config", timeout=120)
+        if r.returncode != 0:
+            raise AssertionError(f"vagrant ssh-config failed: {_tail(r.stderr)}")
+        self.ssh_config = r.stdout
+        self._cfg.write_text(self.ssh_config)
+        fields = {}
+        for line in self.ssh_config.splitlines():
+            parts = line.strip().split(None, 1)
+            if len(parts) == 2:
+                fields.setdefault(parts[0], parts[1].strip('"'))
+        self.host, self.port = fields.get("HostName"), int(fields.get("Port", 22))
+        self.user, self.key = fields.get("User"), fields.get("IdentityFile")
+        self.ssh_host = fields.get("Host", "default")
+
+    def provision(self, timeout=1800):
+        r = self.vagrant("provision", timeout=timeout)
+        out = r.stdout + r.stderr
+        if r.returncode != 0:
+            raise AssertionError(f"vagrant provision failed (exit {r.returncode}):\n{_tail(out, 40)}")
+        return out
+
+    @staticmethod
+    def recap(text):
+        return play_recap(text)
+
+    def destroy(self):
+        r = self.vagrant("destroy", "-f", timeout=300)
+        if r.returncode != 0:  # last resort: the domain by its unique name
+            for dom in subprocess.run(["virsh", "-c", "qemu:///system", "list", "--all", "--name"],
+                                      capture_output=True, text=True, timeout=60).stdout.split():
+                if dom.startswith(self.name):
+                    subprocess.run(["virsh", "-c", "qemu:///system", "destroy", dom], capture_output=True, timeout=60)
+                    subprocess.run(["virsh", "-c", "qemu:///system", "undefine", dom, "--remove-all-storage"],
+                                   capture_output=True, timeout=60)
+
+    # -- ssh -----------------------------------------------------------------------------------------------
+    def run(self, cmd, timeout=120, sudo=False, check=False):
+        remote = f"timeout -k 5 {int(timeout)} bash -c {shlex.quote(cmd)}"
+        if sudo:
+            remote = "sudo -n " + remote
+        argv = ["ssh", "-F", str(self._cfg), "-o", "BatchMode=yes", "-o", "ConnectTimeout=20",
+                "-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3", self.ssh_host, remote]
+        try:
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 30, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"ssh command did not return within {timeout + 30}s: {cmd}")
+        if check and r.returncode != 0:
+            raise AssertionError(f"guest command failed (exit {r.returncode}): {cmd}\n{_tail(r.stdout)}\n"
+                                 f"{_tail(r.stderr)}")
+        return r
+
+
+def build_box(guest, timeout=1800):
+    """images/build-box --json for the guest's suite; returns its info dict (raises AssertionError)."""
+    import json
+    t0 = time.time()
+    try:
+        r = subprocess.run([str(REPO / "images" / "build-box"), "--suite", SUITES[guest], "--json"],
+                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"images/build-box did not finish in {timeout}s")
+    if r.returncode != 0:
+        raise AssertionError(f"images/build-box failed:\n{_tail(r.stdout)}\n{_tail(r.stderr)}")
+    info = json.loads(r.stdout.strip().splitlines()[-1])
+    info["wall_s"] = round(time.time() - t0, 1)
+    return info
+
+
+@pytest.fixture(scope="session")
+def lab_vm_guest():
+    guest = os.environ.get("BPFHOL_GUEST", "debian13")
+    if guest not in SUITES:
+        pytest.fail(f"BPFHOL_GUEST must be debian13 or debian12 (got {guest!r})")
+    return guest
+
+
+@pytest.fixture(scope="session")
+def lab_box(lab_vm_guest):
+    """The built (or cached) box; fails (not skips) when it cannot be built."""
+    if os.environ.get("BPFHOL_SKIP_VM") == "1":
+        pytest.skip("BPFHOL_SKIP_VM=1: real-VM tests skipped")
+    if os.geteuid() != 0:
+        pytest.fail("VM tests need root (debootstrap, libvirt); run them as root through scripts/test")
+    for tool in ("vagrant", "virsh", "debootstrap", "qemu-system-x86_64"):
+        if not shutil.which(tool):
+            pytest.fail(f"{tool} missing: run scripts/setup-host")
+    r = subprocess.run([str(REPO / "scripts" / "setup-host"), "--no-venv"], capture_output=True, text=True,
+                       timeout=1800, stdin=subprocess.DEVNULL)
+    if r.returncode != 0:
+        pytest.fail(f"scripts/setup-host failed:\n{_tail(r.stdout)}\n{_tail(r.stderr)}")
+    try:
+        return build_box(lab_vm_guest)
+    except AssertionError as e:
+        pytest.fail(str(e))
+
+
+@pytest.fixture(scope="session")
+def lab_vm(lab_box, lab_vm_guest):
+    workdir = tempfile.mkdtemp(prefix="bpfhol-vm-")
+    vm = LabVM(workdir, lab_vm_guest)
+    vm.box = lab_box
+    vm.timings["box_s"] = lab_box.get("wall_s")
+    vm.accel = subprocess.run([str(REPO / "images" / "detect-accel")], capture_output=True, text=True,
+                              timeout=60).stdout.strip()
+    try:
+        try:
+            vm.up()
+        except AssertionError as e:
+            pytest.fail(str(e))
+        yield vm
+    finally:
+        if os.environ.get("BPFHOL_KEEP_VM") == "1":
+            print(f"\nBPFHOL_KEEP_VM=1: VM kept; VAGRANT_CWD={VAGRANT_DIR} VAGRANT_DOTFILE_PATH={workdir}/.vagrant "
+                  f"BPFHOL_VM_NAME={vm.name} BPFHOL_ANSWERS_DIR={vm.answers_dir}")
+        else:
+            vm.destroy()
+            shutil.rmtree(workdir, ignore_errors=True)
