@@ -156,7 +156,14 @@ class SSHBackend:
                                                                       timeout), kind="timeout")
                 if not progressed:
                     time.sleep(0.05)
-            return chan.recv_exit_status(), out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+            status = chan.recv_exit_status()
+            if status == -1:
+                # No exit status: paramiko closes the channels of a dead transport (sshd killed, VM
+                # rebooted) before it marks the transport inactive.  That is a lost connection, which
+                # --retries covers, not an agent that "gave no reply".
+                raise HostError("connection to %s lost during the run (no exit status)" % self.name,
+                                kind="connection")
+            return status, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
         finally:
             chan.close()
 

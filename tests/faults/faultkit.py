@@ -1,8 +1,238 @@
 """Helpers of the fault and abuse suite: cohorts on real sshd hosts, the grader as a subprocess,
-and one validator that every case runs on its results folder."""
+process-tree surgery on a host (kill sshd mid-run, "reboot"), and ONE validator that every case
+runs on its results folder (journal parses, one line per student, reports present and well-formed,
+student text inert)."""
 
+import csv
+import html.parser
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
+
+import yaml
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 FAULT_LAB = HERE / "lab"
+SOLUTIONS = FAULT_LAB / "solutions"
+PYTHON = sys.executable
+
+
+def reference():
+    return {p.name: p.read_text() for p in SOLUTIONS.glob("q*.bt")}
+
+
+def answers(root, name, scripts):
+    """An answers folder on 'the student's VM' (this machine); returns its path."""
+    import hashlib
+
+    folder = Path(root) / "answers" / ("a-" + hashlib.sha256(name.encode()).hexdigest()[:12])
+    folder.mkdir(parents=True)
+    for fname, text in scripts.items():
+        (folder / fname).write_text(text)
+    return str(folder)
+
+
+def row(student, host, agent, answers_dir=None, **extra):
+    r = {"student": student, "host": host.host, "port": host.port, "user": "root", "key": host.key, "agent": agent}
+    if answers_dir:
+        r["answers"] = answers_dir
+    r.update(extra)
+    return r
+
+
+def write_roster(path, rows):
+    Path(path).write_text(yaml.safe_dump({"students": rows}, allow_unicode=True))
+    return str(path)
+
+
+def grader_cmd(*args):
+    return [PYTHON, "-m", "grader", *[str(a) for a in args]]
+
+
+def run_grader(*args, timeout=300, netns=None):
+    """Run the CLI; returns (CompletedProcess, wall seconds)."""
+    cmd = grader_cmd(*args)
+    if netns:
+        cmd = ["ip", "netns", "exec", netns] + cmd
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    return proc, time.monotonic() - t0
+
+
+# -- process trees ---------------------------------------------------------------------------
+def _children():
+    kids = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as fh:
+                stat = fh.read()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        kids.setdefault(ppid, []).append(int(d))
+    return kids
+
+
+def descendants(pid):
+    kids, out, todo = _children(), [], [pid]
+    while todo:
+        p = todo.pop()
+        for c in kids.get(p, []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def agent_running_under(pid):
+    return any("bpfhol-agent run" in cmdline(p) for p in descendants(pid))
+
+
+def kill_tree(pid):
+    """SIGKILL a process and everything under it (a VM's power cut, as far as this host goes)."""
+    for p in [pid] + descendants(pid):
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def wait_no_agents(prefix, timeout=30):
+    """Wait until no bpfhol-agent of this prefix runs (an orphan would share the kernel with the next run)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(str(prefix) in cmdline(int(d)) and "bpfhol-agent run" in cmdline(int(d))
+                   for d in os.listdir("/proc") if d.isdigit()):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+class MidRunFault(threading.Thread):
+    """When a host starts running the agent, wait ``after`` seconds, cut the host (sshd and all it
+    started), and, if ``restart_after`` is set, start sshd again that much later ("VM reboot")."""
+
+    def __init__(self, host, after=1.0, restart_after=None, timeout=240):
+        super().__init__(daemon=True)
+        self.host, self.after, self.restart_after, self.timeout = host, after, restart_after, timeout
+        self.fired = threading.Event()
+        self.stop_flag = threading.Event()
+
+    def run(self):
+        deadline = time.monotonic() + self.timeout
+        while not self.stop_flag.is_set() and time.monotonic() < deadline:
+            if self.host.proc and agent_running_under(self.host.proc.pid):
+                time.sleep(self.after)
+                kill_tree(self.host.proc.pid)
+                self.host.proc.wait(timeout=5)
+                self.fired.set()
+                if self.restart_after is not None:
+                    time.sleep(self.restart_after)
+                    self.host.start()
+                return
+            time.sleep(0.05)
+
+
+# -- the validator ----------------------------------------------------------------------------
+ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "table", "tr", "th", "td", "details",
+                "summary", "pre"}
+VOID = {"meta"}
+
+
+class _StrictHTML(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.stack, self.tags, self.errors, self.text = [], set(), [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.add(tag)
+        for name, _ in attrs:
+            if name.startswith("on"):
+                self.errors.append("event handler attribute %s" % name)
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append("unbalanced </%s> (open: %s)" % (tag, self.stack[-3:]))
+        else:
+            self.stack.pop()
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def check_html(text):
+    parser = _StrictHTML()
+    parser.feed(text)
+    parser.close()
+    assert not parser.errors, parser.errors
+    assert not parser.stack, "unclosed tags %s" % parser.stack
+    assert parser.tags <= ALLOWED_TAGS, "unexpected tags %s" % (parser.tags - ALLOWED_TAGS)
+    return "".join(parser.text)
+
+
+def validate_results(results_dir, students, lab_exercises=3, once=True, reports=True, torn=()):
+    """Everything an instructor relies on after a run; returns {student: last journal record}.
+    ``torn``: lines a test itself planted as a crash's leftovers (they must stay alone on their line)."""
+    results_dir = Path(results_dir)
+    lines = (results_dir / "journal.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines if line not in torn]   # every line parses: nothing half-written
+    assert len(records) + len([x for x in lines if x in torn]) == len(lines)
+    by = {}
+    for r in records:
+        assert {"student", "status", "score", "max_score", "exercises", "error"} <= set(r)
+        assert r["status"] in ("graded", "not_gradable")
+        if r["status"] == "not_gradable":
+            assert r["error"].strip(), "a not-gradable result must say why: %r" % r
+        else:
+            assert len(r["exercises"]) == lab_exercises
+        by[r["student"]] = r
+    assert set(by) == set(students), (sorted(by), sorted(students))
+    if once:
+        assert len(records) == len(set(students)), "someone was recorded twice: %s" % [r["student"] for r in records]
+    for s in by:
+        from grader.journal import slug
+
+        gs = json.loads((results_dir / "students" / slug(s) / "results.json").read_text())
+        assert "score" in gs and "tests" in gs
+    if not reports:
+        return by
+    for name in ("summary.txt", "gradebook.csv", "junit.xml", "index.html"):
+        data = (results_dir / name).read_bytes()
+        assert data, name
+        assert b"\x1b" not in data and b"\x07" not in data, "control characters in %s" % name
+    rows = list(csv.reader((results_dir / "gradebook.csv").open(newline="")))
+    assert rows[0][:4] == ["student", "status", "score", "max_score"]
+    assert len(rows) == len(by) + 1 and all(len(r) == len(rows[0]) for r in rows)
+    for r in rows[1:]:
+        for cell in r:
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r", "|", "%")), "live formula cell %r" % cell
+    ET.parse(results_dir / "junit.xml")
+    check_html((results_dir / "index.html").read_text())
+    return by
+
+
+def assert_one_line_error(proc, code, *words):
+    assert proc.returncode == code, (proc.returncode, proc.stderr[-2000:])
+    err = proc.stderr.strip()
+    assert err.count("\n") == 0 and err.startswith("bpfhol-grade: error:"), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    for w in words:
+        assert w in err, err
