@@ -89,8 +89,9 @@ class SSHBackend:
                 if self.replace_host_keys and self.known_hosts:
                     forget_host_key(self.known_hosts, self.host, self.port)
                     continue
-                raise HostError("host key of %s changed since it was first seen (VM rebuilt?); if you expect that, "
-                                "rerun with --replace-host-keys" % self.name, kind="host_key")
+                # The fix first: the progress line and the table cut long messages.
+                raise HostError("host key changed: VM rebuilt? rerun with --replace-host-keys (%s's key differs "
+                                "from the one first seen)" % self.name, kind="host_key")
             except paramiko.AuthenticationException:
                 conn.close()
                 raise HostError("authentication refused for %s (check the user and key in the roster)" % self.name,

@@ -231,7 +231,10 @@ def validate_results(results_dir, students, lab_exercises=3, once=True, reports=
 
 def assert_one_line_error(proc, code, *words):
     assert proc.returncode == code, (proc.returncode, proc.stderr[-2000:])
-    err = proc.stderr.strip()
+    import re
+
+    # Progress lines ("[1/3] s0: 10/10") may precede it; the error itself is one line, no traceback.
+    err = "\n".join(x for x in proc.stderr.strip().splitlines() if not re.match(r"^\[\d+/\d+\] ", x))
     assert err.count("\n") == 0 and err.startswith("bpfhol-grade: error:"), proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     for w in words:
