@@ -100,9 +100,9 @@ class LabVM:
             f.write(f"$ vagrant {' '.join(args)}  (exit {r.returncode})\n{r.stdout}{r.stderr}\n")
         return r
 
-    def up(self, timeout=2400):
+    def up(self, timeout=2400, provision=True):
         t0 = time.time()
-        r = self.vagrant("up", "--provider", "libvirt", timeout=timeout)
+        r = self.vagrant("up", "--provider", "libvirt", *([] if provision else ["--no-provision"]), timeout=timeout)
         self.timings["up_s"] = round(time.time() - t0, 1)
         self.up_output = r.stdout + r.stderr
         if r.returncode != 0:

@@ -6,10 +6,12 @@ Run: BPFHOL_GUEST=debian13 .venv/bin/pytest -m vm tests/vm/test_vagrant_flow.py 
 import json
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SUITES, play_recap  # noqa: F401  (tests/vm/conftest.py)
+REPO = Path(__file__).resolve().parents[2]
+SUITES = {"debian13": "trixie", "debian12": "bookworm"}
 
 pytestmark = pytest.mark.vm
 
@@ -31,7 +33,7 @@ def test_box_is_built_and_cached(lab_box, lab_vm_guest):
 
 
 def test_vagrant_up_provisioned_the_lab(lab_vm):
-    recap = play_recap(lab_vm.up_output)
+    recap = lab_vm.recap(lab_vm.up_output)
     assert recap, "vagrant up printed no PLAY RECAP: the lab provisioner did not run\n" + lab_vm.up_output[-3000:]
     assert recap.get("failed", 0) == 0 and recap.get("unreachable", 0) == 0, recap
 
@@ -64,7 +66,7 @@ def test_answers_folder_is_shared_both_ways(lab_vm):
 
 def test_second_provision_changes_nothing(lab_vm):
     out = lab_vm.provision()
-    recap = play_recap(out)
+    recap = lab_vm.recap(out)
     assert recap, "no PLAY RECAP in `vagrant provision` output:\n" + out[-3000:]
     assert recap.get("failed", 0) == 0, out[-3000:]
     assert recap.get("changed", -1) == 0, "re-provision changed something (not idempotent):\n" + out[-4000:]
