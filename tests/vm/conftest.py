@@ -21,6 +21,9 @@ API of the object `lab_vm` (session scope, one VM for the whole run):
     timings      {"box_s", "up_s"} (up includes the first provision)
     up_output    text of `vagrant up`
     accel        "kvm" | "tcg"
+    grader_key   private key (ed25519) whose public half is provisioned for user bpfhol-grader
+    name         the unique libvirt domain prefix of this VM (bpfhol-test-<hex>)
+    up(timeout=2400, provision=True), destroy()   used by the fixture (and bench/provision.py)
 
 Environment: BPFHOL_GUEST (debian13 default | debian12); BPFHOL_SKIP_VM=1 skips (the only reason to skip:
 otherwise a box that does not build or a VM that does not boot is a test failure); BPFHOL_KEEP_VM=1 keeps the VM
