@@ -81,3 +81,25 @@ def test_sudoers_template_holds_exactly_one_rule():
     rules = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
     assert rules == ["{{ grader_access_user }} ALL=(root) NOPASSWD: "
                      "{{ grader_access_prefix }}/sbin/bpfhol-agent"]
+
+
+def test_grader_access_fails_clearly_without_the_agent(tmp_path):
+    """A checkout without grader/agent.py stops at once with a message that says what to fix."""
+    play = tmp_path / "play.yml"
+    play.write_text(
+        "- hosts: localhost\n"
+        "  connection: local\n"
+        "  gather_facts: false\n"
+        "  roles:\n"
+        f"    - role: {REPO / 'roles' / 'grader_access'}\n")
+    placeholder = tmp_path / "grader"
+    placeholder.mkdir()
+    (placeholder / "__init__.py").write_text("")
+    res = subprocess.run([tool("ansible-playbook"), "-i", "localhost,", str(play), "-e",
+                          f"grader_access_agent_src={tmp_path / 'missing-agent.py'}", "-e",
+                          f"grader_access_package_src={placeholder}"],
+                         cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, out
+    assert "The grader is missing: expected the agent at " + str(tmp_path / "missing-agent.py") in out
+    assert "failed=1" in out
