@@ -115,6 +115,7 @@ class ScriptRun:
         self.proc = None
         self.started = None
         self.flooded = False
+        self.attach_timed_out = False
         self.signals = []
 
     def _on_line(self, line):
@@ -166,6 +167,7 @@ class ScriptRun:
             "stderr": self.err.text(),
             "stderr_truncated": self.err.truncated,
             "flooded": self.flooded,
+            "attach_timed_out": self.attach_timed_out,
             "signals": self.signals,
         }
 
@@ -280,7 +282,7 @@ def run_job(job_path):
         raise JobError("job version mismatch: grader and agent differ (re-run the lab playbook)")
 
     window = min(float(job.get("window", 10)), MAX_WINDOW)
-    attach_timeout = min(float(job.get("attach_timeout", 40)), 120)
+    attach_timeout = min(float(job.get("attach_timeout", 40)), 240)
     grace = min(float(job.get("grace", 4)), 30)
     out_cap = min(int(job.get("output_cap", 256 << 10)), MAX_OUTPUT_BYTES)
     script_cap = min(int(job.get("script_cap", 64 << 10)), MAX_SCRIPT_BYTES)
@@ -323,6 +325,12 @@ def run_job(job_path):
         while now() < deadline and any(r.running() and not r.attached.is_set() for r in runs):
             time.sleep(0.05)
         attach_done = now()
+        # The workload must not start while a script is still attaching (it would miss the first
+        # events and be judged on half a run): a script not attached by the bound is stopped.
+        for r in runs:
+            if r.running() and not r.attached.is_set():
+                r.attach_timed_out = True
+                r.signal(signal.SIGKILL)
 
         wl_proc = None
         if argv:

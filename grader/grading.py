@@ -120,6 +120,11 @@ def judge_exercise(ex, lab, item, truth):
         return ExerciseResult(reason=item["status"], feedback="%s could not be used: %s"
                               % (ex.script, item.get("error", "")), **base)
     source = item.get("source", "")
+    if item.get("attach_timed_out"):
+        return ExerciseResult(reason="attach_timeout", feedback="bpftrace had not attached your probes after %ds, so "
+                              "the run went on without this script. Wildcards that match many functions attach "
+                              "slowly; if your script is small, the lab VM was overloaded: ask for a regrade."
+                              % lab.attach_timeout, **base)
     reason, text = _diagnose_failure(item, lab.require_probe_types)
     output = bpftrace_output.parse(item.get("stdout", ""))
     excerpt = _first_lines(output.printf_text, 12)

@@ -4,9 +4,9 @@ Tolerances, and why:
   * the workload's own start-up (dynamic loader, its truth log) opens a few files a
     comm-filtered script also sees: up to EXTRA_OPENS more opens than the truth shows
     (all of them closed again, so they never count as leaks);
-  * counts may be off by IN_FLIGHT for an open whose return the probe missed at the edge
-    of the window.  The SET of leaked descriptors must be exact: the workload ends its
-    last interval cleanly before the scripts are stopped, so nothing is in flight then.
+  * scripts attach before the workload starts and stop after it ends, so nothing is in
+    flight: the SET of leaked descriptors and opens-minus-closes must be exact; IN_FLIGHT
+    only forgives one missing line in a per-open listing.
 """
 
 from . import Verdict, check
@@ -72,12 +72,11 @@ def leaked_fds(output, truth, params):
     n_closes = len(truth.closes)
     nums = set(n for n in output.counts() if 0 <= n <= 100000)
     for o in nums:
-        if not n_opens - IN_FLIGHT <= o <= n_opens + EXTRA_OPENS:
+        if not n_opens <= o <= n_opens + EXTRA_OPENS:
             continue
-        for c in nums:
-            if (n_closes - IN_FLIGHT <= c <= n_closes + EXTRA_OPENS and n_leaks > 0
-                    and abs((o - c) - n_leaks) <= IN_FLIGHT and o - c > 0):
-                return Verdict(True, "ok", "opens minus closes (%d - %d) gives the leaks" % (o, c))
+        c = o - n_leaks      # start-up extras are opened AND closed, so the difference is exact
+        if n_leaks > 0 and c in nums and n_closes <= c <= n_closes + EXTRA_OPENS:
+            return Verdict(True, "ok", "opens minus closes (%d - %d) gives the leaks" % (o, c))
 
     all_fds = set(truth.opened_fds)
     for table in maps.values():
