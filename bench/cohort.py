@@ -72,7 +72,7 @@ def add_host(farm, plain):
     return host
 
 
-def make_lab(root, window):
+def make_lab(root, window, with_answers=True):
     lab = Path(root) / "lab"
     shutil.copytree(TRACEPOINTS_LAB, lab)
     text = (lab / "lab.yaml").read_text()
@@ -82,7 +82,7 @@ def make_lab(root, window):
     (lab / "lab.yaml").write_text(text)
     answers = Path(root) / "answers"
     answers.mkdir()
-    for p in (lab / "solutions").glob("q*.bt"):
+    for p in (lab / "solutions").glob("q*.bt") if with_answers else []:
         shutil.copy(p, answers / p.name)
     return lab, answers
 
@@ -123,6 +123,26 @@ def run_grader(roster, lab, results, parallel):
             "machine_busy": 1 - (idle1 - idle0) / max(1, total1 - total0),
             "student_seconds": [r["seconds"] for r in journal],
             "errors": sorted({r["error"][:80] for r in journal if r["status"] != "graded"})[:3]}
+
+
+def host_side_cpu(agent, lab_dir, answers, work):
+    """CPU seconds one student's agent job costs a lab host (agent + 3 bpftrace + workload), run here
+    directly and measured with wait4: N students on this machine need at least N x this / CPUs."""
+    from grader.cohort import cohort_scripts
+    from grader.grading import build_job
+    from grader.labspec import load_lab
+    from grader.roster import Entry
+
+    lab = load_lab(str(lab_dir))
+    job_dir = Path(tempfile.mkdtemp(prefix="bpfhol-job-", dir=work))
+    (job_dir / "job.json").write_text(json.dumps(build_job(lab, cohort_scripts(lab, Entry(student="x",
+                                                                                          answers=str(answers))))))
+    costs = []
+    for _ in range(3):
+        proc = subprocess.Popen([agent, "run", str(job_dir / "job.json")], stdout=subprocess.DEVNULL)
+        _, _, usage = os.wait4(proc.pid, 0)
+        costs.append(usage.ru_utime + usage.ru_stime)
+    return sorted(costs)[1]
 
 
 def write_roster(path, hosts, agent, answers):
@@ -216,6 +236,9 @@ def main():
     ap.add_argument("--methods", default="parallel,sequential,ansible")
     ap.add_argument("--seq-sample", type=int, default=10, help="students timed sequentially, extrapolated to N")
     ap.add_argument("--window", type=float, default=3)
+    ap.add_argument("--answers", choices=["reference", "empty"], default="reference",
+                    help="reference: the 3 reference scripts (3 bpftrace per student); empty: no scripts, so "
+                    "the agent runs only the workload: what is left is the transport, i.e. the grader's own scaling")
     ap.add_argument("--keep-bashrc", action="store_true",
                     help="let the hosts' root shell source /root/.bashrc (pyenv init here: ~0.5 s per command)")
     ap.add_argument("--markdown", help="also write the table to this file")
@@ -233,14 +256,17 @@ def main():
     (work / "farm").mkdir()
     farm = SshFarm(work / "farm")
     rows = []
+    host_cpu = float("nan")
     try:
         agent = str(install_lab_prefix(work / "prefix"))
-        lab, answers = make_lab(work, args.window)
+        lab, answers = make_lab(work, args.window, args.answers == "reference")
         log("starting %d sshd hosts ..." % max(sizes))
         hosts = [add_host(farm, not args.keep_bashrc) for _ in range(max(sizes))]
         # Warm-up, untimed: the first bpftrace on a machine pays for reading BTF and the like (~3 s);
         # every timed run then starts warm, the same for each method.
         run_grader(write_roster(work / "warm.csv", hosts[:1], agent, answers), lab, work / "warm", 1)
+        host_cpu = host_side_cpu(agent, lab, answers, work)
+        log("one student's job costs the lab host %.2f CPU-s" % host_cpu)
         for n in sizes:
             row = {"n": n}
             run_dir = work / ("n%d" % n)
@@ -273,6 +299,10 @@ def main():
         if not args.json:
             shutil.rmtree(work, ignore_errors=True)
     table = render(rows, args)
+    table += ("host side: one student's agent job (agent, %s, kprobeme; median of 3) costs %.2f CPU-s, so N students "
+              "on this machine's %d CPUs need at least N x %.2f / %d s whatever the grader does\n"
+              % ("3 x bpftrace" if args.answers == "reference" else "no bpftrace", host_cpu, os.cpu_count(), host_cpu,
+                 os.cpu_count()))
     table += "machine: %d CPUs, load average before the run %s (other work on this machine shares the CPUs)\n" % (
         os.cpu_count(), load_before)
     print(table)
@@ -301,8 +331,8 @@ def render(rows, args):
             "%.0f%%" % (100 * p["machine_busy"]) if p else "-",
             "%d/%d" % (p["graded"], n) if p else "-"))
     lines.append("")
-    lines.append("window %gs; sequential beyond %d students is extrapolated from a timed sample; "
-                 "Ansible replies ok: %s" % (w, args.seq_sample,
+    lines.append("answers: %s; window %gs; sequential beyond %d students is extrapolated from a timed sample; "
+                 "Ansible replies ok: %s" % (args.answers, w, args.seq_sample,
                                              ", ".join("N=%d: %s" % (r["n"], r["ansible"]["replies"])
                                                        for r in rows if r.get("ansible"))))
     return "\n".join(lines) + "\n"
