@@ -82,7 +82,11 @@ def test_hostile_scripts_ids_and_rows(tmp_path, farm, lab_prefix):
 
     for s in ("alice", ids["metachar"]):                                    # graded normally
         assert by[s]["status"] == "graded" and by[s]["score"] == 10, by[s]
-    assert ex(ids["dotdot"], "q1")["reason"] == "flooded" and "filter" in ex(ids["dotdot"], "q1")["feedback"]
+    flood = ex(ids["dotdot"], "q1")
+    # Stopped at 16 x the output cap; on a starved CPU bpftrace may lose events instead of printing
+    # that much, and then the output is cut at the cap: bounded and said either way.
+    assert (flood["reason"] == "flooded" and "filter" in flood["feedback"]) or \
+        "output was cut" in flood["feedback"], flood
     assert by[ids["html"]]["status"] == "graded" and by[ids["html"]]["score"] == 0
     assert {e["reason"] for e in by[ids["html"]]["exercises"]} <= {"not_found", "no_fds", "no_leaks"}
     assert ex(ids["space"], "q1")["reason"] == "compile_error"
