@@ -48,6 +48,7 @@ def main():
     ap.add_argument("--guest", default=os.environ.get("BPFHOL_GUEST", "debian13"), choices=sorted(vmlib.SUITES))
     ap.add_argument("--keep", action="store_true", help="keep the VM (prints how to reach it)")
     ap.add_argument("--json", action="store_true", help="print the figures as one JSON document too")
+    ap.add_argument("--provision-timeout", type=int, default=3600, help="bound of one `vagrant provision` (s)")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/provision.py: run as root (builds the box, drives libvirt)")
@@ -62,6 +63,7 @@ def main():
     fig["accel"] = subprocess.run([str(REPO / "images" / "detect-accel")], capture_output=True, text=True,
                                   timeout=60).stdout.strip()
     fig["host_load_1min"] = os.getloadavg()[0]
+    fig["host_cpus"] = os.cpu_count()
     work = tempfile.mkdtemp(prefix="bpfhol-bench-")
     vm = vmlib.LabVM(work, a.guest)
     try:
@@ -69,7 +71,11 @@ def main():
         fig["vagrant_up_no_provision_s"] = vm.timings["up_s"]
         for n in ("first", "second"):
             t0 = time.time()
-            out = vm.provision()
+            try:
+                out = vm.provision(timeout=a.provision_timeout)
+            except AssertionError as e:  # a figure, not a verdict: note it and go on
+                out = str(e)
+                fig[f"playbook_{n}_error"] = out.splitlines()[0]
             fig[f"playbook_{n}_s"] = round(time.time() - t0, 1)
             fig[f"playbook_{n}_recap"] = vm.recap(out)
         attach = []
@@ -95,13 +101,14 @@ def main():
 
     b = fig["box"]
     print(f"guest                      {fig['guest']} (kernel {b['kernel']}, box hash {b['hash']})")
-    print(f"accelerator                {fig['accel']}   (host load at start {fig['host_load_1min']:.1f})")
+    print(f"accelerator                {fig['accel']}   (host load at start {fig['host_load_1min']:.1f} on "
+          f"{fig['host_cpus']} CPUs, at end {os.getloadavg()[0]:.1f})")
     print(f"box build                  {b['wall_s']} s ({'cached' if b['cached'] else 'built now'})")
     print(f"vagrant up (no provision)  {fig['vagrant_up_no_provision_s']} s")
     for n in ("first", "second"):
         rc = fig[f"playbook_{n}_recap"]
         print(f"playbook {n:6} run        {fig[f'playbook_{n}_s']} s  (changed={rc.get('changed')} "
-              f"failed={rc.get('failed')})")
+              f"failed={rc.get('failed')}) {fig.get(f'playbook_{n}_error', '')}")
     print(f"bpftrace attach in VM      {fig['bpftrace_attach_s']} s (cold, warm, warm)")
     print(f"ssh round trip             {fig['ssh_roundtrip_s']} s")
     if "vagrant_destroy_s" in fig:
