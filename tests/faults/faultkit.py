@@ -7,6 +7,8 @@ import csv
 import html.parser
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -104,13 +106,23 @@ def agent_running_under(pid):
     return any("bpfhol-agent run" in cmdline(p) for p in descendants(pid))
 
 
+LEFTOVER = re.compile(r"(/run/bpfhol-agent-[A-Za-z0-9_]+|/var/tmp/bpfhol-lab/[0-9a-f]{16}|/tmp/bpfhol-[A-Za-z0-9]{10})/")
+
+
 def kill_tree(pid):
-    """SIGKILL a process and everything under it (a VM's power cut, as far as this host goes)."""
-    for p in [pid] + descendants(pid):
+    """SIGKILL a process and everything under it (a VM's power cut, as far as this host goes), then
+    remove the work dirs those processes named on their command lines (a real VM's reboot clears
+    /run and /tmp; here they would pile up on the machine)."""
+    procs = [pid] + descendants(pid)
+    leftovers = {m.group(1) for p in procs for m in LEFTOVER.finditer(cmdline(p))}
+    for p in procs:
         try:
             os.kill(p, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    time.sleep(0.2)
+    for d in leftovers:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def wait_no_agents(prefix, timeout=30):
@@ -231,8 +243,6 @@ def validate_results(results_dir, students, lab_exercises=3, once=True, reports=
 
 def assert_one_line_error(proc, code, *words):
     assert proc.returncode == code, (proc.returncode, proc.stderr[-2000:])
-    import re
-
     # Progress lines ("[1/3] s0: 10/10") may precede it; the error itself is one line, no traceback.
     err = "\n".join(x for x in proc.stderr.strip().splitlines() if not re.match(r"^\[\d+/\d+\] ", x))
     assert err.count("\n") == 0 and err.startswith("bpfhol-grade: error:"), proc.stderr[-2000:]
