@@ -13,7 +13,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 SUITES = {"debian13": "trixie", "debian12": "bookworm"}
 
-pytestmark = pytest.mark.vm
+# The first test that asks for lab_vm pays for `vagrant up` + the first provision (pytest-timeout counts fixture
+# setup): under TCG on a busy 2-core host that alone took ~25 min, so these tests get a longer bound than pytest.ini's.
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(4800)]
 
 
 def test_box_is_built_and_cached(lab_box, lab_vm_guest):
