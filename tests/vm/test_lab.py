@@ -20,8 +20,10 @@ import json
 import os
 import re
 import shlex
+import shutil
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -62,8 +64,8 @@ class DirectLab:
         if not self.inventory:
             pytest.skip("BPFHOL_LAB_INVENTORY not set: cannot re-provision a direct target")
         env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-        playbook = Path(os.environ.get("VIRTUAL_ENV", "")) / "bin" / "ansible-playbook"
-        exe = str(playbook) if playbook.exists() else "ansible-playbook"
+        playbook = Path(sys.executable).parent / "ansible-playbook"
+        exe = str(playbook) if playbook.exists() else (shutil.which("ansible-playbook") or "ansible-playbook")
         r = subprocess.run([exe, "-i", self.inventory, str(REPO / "playbooks" / "lab.yml")],
                            capture_output=True, text=True, timeout=timeout, env=env)
         out = r.stdout + r.stderr
@@ -329,7 +331,7 @@ for q in q1 q2 q3; do kill -INT $(cat $q.pid); done
 for q in q1 q2 q3; do for i in $(seq 300); do kill -0 $(cat $q.pid) 2>/dev/null || break; sleep 0.1; done;
   wait $(cat $q.pid); echo "$q rc=$?"; done
 """
-    r = lab.run(script, sudo=True, timeout=400)
+    r = lab.run(script, sudo=True, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
     for q in ("q1", "q2", "q3"):
         assert f"{q} rc=0" in r.stdout, r.stdout
