@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
-from faultkit import (FAULT_LAB, answers, assert_one_line_error, check_html, reference, row, run_grader,
-                      validate_results, write_roster)
+from faultkit import (FAULT_LAB, answers, assert_one_line_error, check_html, graded_normally, reference, row,
+                      run_grader, validate_results, write_roster)
 
 pytestmark = pytest.mark.faults
 
@@ -81,7 +81,7 @@ def test_hostile_scripts_ids_and_rows(tmp_path, farm, lab_prefix):
         return {e["id"]: e for e in by[student]["exercises"]}[q]
 
     for s in ("alice", ids["metachar"]):                                    # graded normally
-        assert by[s]["status"] == "graded" and by[s]["score"] == 10, by[s]
+        assert graded_normally(by[s]), by[s]
     flood = ex(ids["dotdot"], "q1")
     # Stopped at 16 x the output cap; on a starved CPU bpftrace may lose events instead of printing
     # that much, and then the output is cut at the cap: bounded and said either way.
@@ -109,7 +109,8 @@ def test_hostile_scripts_ids_and_rows(tmp_path, farm, lab_prefix):
     text = check_html(page)                       # only the report's own tags; no <script>, no onerror=
     assert "<script>alert(1)</script>" in text and "<script>alert('id')</script>" in text   # shown, as text
     assert "&lt;script&gt;" in page and "<img" not in page
-    grid = list(csv.reader((res / "gradebook.csv").open(newline="")))
+    with open(res / "gradebook.csv", newline="") as fh:
+        grid = list(csv.reader(fh))
     names = [r[0] for r in grid[1:]]
     assert "'=cmd|' /C calc'!A0" in names and "red" in names
     assert all(os.path.isdir(res / "students" / d) and not d.startswith(".") for d in os.listdir(res / "students"))

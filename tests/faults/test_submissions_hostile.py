@@ -9,7 +9,7 @@ import uuid
 import pytest
 import yaml
 
-from faultkit import FAULT_LAB, REPO, reference, run_grader, validate_results
+from faultkit import FAULT_LAB, REPO, graded_normally, reference, run_grader, validate_results
 
 pytestmark = pytest.mark.faults
 
@@ -55,7 +55,7 @@ def test_submissions_with_hostile_folders_and_a_dead_vm(tmp_path, farm, lab_pref
     def ex(student, q):
         return {e["id"]: e for e in by[student]["exercises"]}[q]
 
-    assert by[names["meta"]]["score"] == 10 and by[names["html"]]["score"] == 10
+    assert graded_normally(by[names["meta"]]) and graded_normally(by[names["html"]])
     assert ex(names["space"], "q1")["reason"] == "missing"            # the symlink was not followed
     assert ex(names["dash"], "q1")["reason"] == "missing"             # nor the FIFO opened
     assert ex(names["subshell"], "q1")["reason"] == "too_large"       # read up to the cap, no further
