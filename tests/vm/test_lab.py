@@ -328,7 +328,9 @@ sleep 3
 {wl}
 sleep 1
 for q in q1 q2 q3; do kill -INT $(cat $q.pid); done
-for q in q1 q2 q3; do for i in $(seq 300); do kill -0 $(cat $q.pid) 2>/dev/null || break; sleep 0.1; done;
+# bounded: bpftrace 0.17 under heavy TCG load was seen ignoring SIGINT (hung for 13 min)
+for q in q1 q2 q3; do for i in $(seq 600); do kill -0 $(cat $q.pid) 2>/dev/null || break; sleep 0.1; done;
+  kill -KILL $(cat $q.pid) 2>/dev/null && echo "$q KILLED after SIGINT";
   wait $(cat $q.pid); echo "$q rc=$?"; done
 """
     r = lab.run(script, sudo=True, timeout=900)
