@@ -20,17 +20,22 @@ from expected_verdicts import EXPECTED  # noqa: E402
 RECORDINGS = sorted(FIX.glob("bpftrace/*/*.json"))
 
 
-def test_recordings_cover_both_bpftrace_generations():
+def _judge(path):
+    """(case name, lab, result) for one recorded agent reply."""
+    lab_name, case = path.stem.split("-", 1)
+    lab = load_lab(LABS[lab_name])
+    return case, lab, grading.evaluate(lab, "student", json.loads(path.read_text()))
+
+
+def test_recordings_exist_for_bpftrace_0_17():
+    # 0.23 recordings (from a Debian 13 lab VM) are still to be made: see the issue note.
     versions = {p.parent.name for p in RECORDINGS}
     assert any(v.startswith("0.17") for v in versions), versions
 
 
 @pytest.mark.parametrize("path", RECORDINGS, ids=lambda p: "%s/%s" % (p.parent.name, p.stem))
 def test_recorded_case_verdicts(path):
-    lab_name, case = path.stem.split("-", 1)
-    lab = load_lab(LABS[lab_name])
-    reply = json.loads(path.read_text())
-    result = grading.evaluate(lab, "student", reply)
+    case, lab, result = _judge(path)
     got = {e.id: e.reason for e in result.exercises}
     for ex_id, allowed in EXPECTED[case].items():
         assert got[ex_id] in allowed, (ex_id, got[ex_id], [e.feedback for e in result.exercises if e.id == ex_id])
@@ -43,10 +48,7 @@ def test_recorded_case_verdicts(path):
 @pytest.mark.parametrize("path", RECORDINGS, ids=lambda p: "%s/%s" % (p.parent.name, p.stem))
 def test_feedback_never_reveals_the_answer(path):
     """Failed exercises must not print the path the workload opened (students read feedback)."""
-    lab_name, _ = path.stem.split("-", 1)
-    lab = load_lab(LABS[lab_name])
-    reply = json.loads(path.read_text())
-    result = grading.evaluate(lab, "student", reply)
+    _, _, result = _judge(path)
     for e in result.exercises:
         if not e.passed:
             assert result.workload["file"] not in e.feedback
