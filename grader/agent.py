@@ -33,6 +33,7 @@ import threading
 import time
 
 AGENT_VERSION = 1
+TRACEFS_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 BPFTRACE = shutil.which("bpftrace") or "/usr/bin/bpftrace"
 SAFE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 SAFE_ARG = re.compile(r"^[A-Za-z0-9_.,:/=+-]{1,200}$")
@@ -432,6 +433,8 @@ def basic_facts():
         "kernel": platform.release(),
         "bpftrace": bpftrace_version(),
         "btf": os.path.exists("/sys/kernel/btf/vmlinux"),
+        # Without tracefs bpftrace reports "tracepoint not found": a broken VM, not a student's error.
+        "tracefs": any(os.path.isdir(d + "/events") for d in TRACEFS_DIRS),
     }
 
 

@@ -158,6 +158,9 @@ def evaluate(lab, student, raw, visible_only=False):
     if not isinstance(raw, dict) or not raw.get("ok"):
         err = raw.get("error") if isinstance(raw, dict) else "unreadable agent reply"
         raise HostError("agent error: %s" % str(err)[:300], kind="agent")
+    if (raw.get("facts") or {}).get("tracefs") is False:
+        raise HostError("VM broken: tracefs is not mounted at /sys/kernel/tracing, so no probe can attach; "
+                        "re-run the lab playbook (or mount -t tracefs nodev /sys/kernel/tracing)", kind="workload")
     workload = raw.get("workload") or {}
     truth = parse_truth(workload.get("truth") if isinstance(workload, dict) else None)
     if not truth.opens:

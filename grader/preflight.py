@@ -29,6 +29,8 @@ def check_host(entry, make_backend):
         row["problems"].append("bpftrace missing")
     if not facts.get("kprobe_attach"):
         row["problems"].append("kprobes do not attach: %s" % facts.get("kprobe_error", ""))
+    if facts.get("tracefs") is False:
+        row["problems"].append("tracefs not mounted at /sys/kernel/tracing: re-run the lab playbook")
     if not facts.get("btf"):
         row["problems"].append("no BTF (/sys/kernel/btf/vmlinux)")
     row["ok"] = not row["problems"]

@@ -18,3 +18,43 @@ def test_diagnose_unsafe_and_compile_error():
     assert reason == "unsafe" and "--unsafe" in text
     reason, _ = grading._diagnose_failure({"exit_code": 1, "attached": False, "stderr": "1:5: syntax error"}, [])
     assert reason == "compile_error"
+
+
+def test_host_without_tracefs_is_broken_not_a_compile_error():
+    import pytest
+
+    from grader.errors import HostError
+    from grader.labspec import load_lab
+
+    lab = load_lab("kprobes")
+    raw = {"ok": True, "facts": {"tracefs": False}, "workload": {}, "scripts": [
+        {"name": "q1", "status": "ran", "exit_code": 1, "attached": False,
+         "stderr": "ERROR: tracepoint not found: syscalls:sys_enter_openat"}]}
+    with pytest.raises(HostError) as err:
+        grading.evaluate(lab, "s", raw)
+    assert err.value.kind == "workload" and "VM broken" in str(err.value) and "tracefs" in str(err.value)
+
+
+def test_preflight_names_missing_tracefs():
+    from grader.preflight import check_host
+    from grader.agent import AGENT_VERSION
+    from grader.roster import Entry
+
+    class Fake:
+        def __init__(self, tracefs):
+            self.tracefs = tracefs
+
+        def connect(self):
+            pass
+
+        def close(self):
+            pass
+
+        def agent_facts(self):
+            return {"agent_version": AGENT_VERSION, "bpftrace": "v0.23.5", "kprobe_attach": True, "btf": True,
+                    "tracefs": self.tracefs, "arch": "x86_64", "kernel": "6.12"}
+
+    entry = Entry(student="s", host="h", port=22)
+    broken = check_host(entry, lambda e: Fake(False))
+    assert not broken["ok"] and any("tracefs" in p for p in broken["problems"])
+    assert check_host(entry, lambda e: Fake(True))["ok"]

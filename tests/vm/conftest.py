@@ -36,12 +36,16 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ansible_recap import play_recap  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 VAGRANT_DIR = REPO / "vagrant"
@@ -50,20 +54,6 @@ SUITES = {"debian13": "trixie", "debian12": "bookworm"}
 
 def _tail(text, n=25):
     return "\n".join((text or "").strip().splitlines()[-n:])
-
-
-def play_recap(text):
-    """Sum the PLAY RECAP lines of an ansible run: {"ok": N, "changed": N, ...}; {} when there is none."""
-    totals, seen = {}, False
-    recap = text.split("PLAY RECAP")[-1] if "PLAY RECAP" in text else ""
-    for line in recap.splitlines():
-        m = re.match(r"^\s*\S+\s*:\s*((?:\w+=\d+\s*)+)$", line)
-        if not m:
-            continue
-        seen = True
-        for k, v in re.findall(r"(\w+)=(\d+)", m.group(1)):
-            totals[k] = totals.get(k, 0) + int(v)
-    return totals if seen else {}
 
 
 class LabVM:
