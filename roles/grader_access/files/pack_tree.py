@@ -36,7 +36,7 @@ def pack(src, dest, top):
                         tar.addfile(info, fh)
                 elif info.isdir():
                     tar.addfile(info)
-    with open(dest, "wb") as out, gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz:
+    with open(dest, "wb") as out, gzip.GzipFile(filename="", fileobj=out, mode="wb", mtime=0) as gz:
         gz.write(raw.getvalue())
 
 
