@@ -1,8 +1,8 @@
 """Every check, judged on REAL recorded agent replies (real bpftrace JSON + ground truth).
 
 Recordings live in tests/fixtures/bpftrace/<bpftrace version>/<lab>-<case>.json and are made by
-tests/fixtures/record.py: 0.17 on this host (tracepoints test lab), 0.17 and 0.23 on lab VMs
-(kprobes lab).  A case's expected reasons below are what a careful instructor would conclude.
+tests/fixtures/record.py: 0.17 on this host (tracepoints test lab), 0.23 (Debian 13) and 0.17
+(Debian 12) on lab VMs (kprobes lab).  A case's expected reasons below are what a careful instructor would conclude.
 """
 
 import json
@@ -27,10 +27,13 @@ def _judge(path):
     return case, lab, grading.evaluate(lab, "student", json.loads(path.read_text()))
 
 
-def test_recordings_exist_for_bpftrace_0_17():
-    # 0.23 recordings (from a Debian 13 lab VM) are still to be made: see the issue note.
-    versions = {p.parent.name for p in RECORDINGS}
-    assert any(v.startswith("0.17") for v in versions), versions
+def test_recordings_cover_both_bpftrace_generations():
+    """Debian 12's bpftrace 0.17 and Debian 13's 0.23 print different JSON; every case is recorded
+    from a real kprobes lab VM for 0.23, and from this host (tracepoints lab) for 0.17."""
+    have = {(p.parent.name.rsplit(".", 1)[0], p.stem) for p in RECORDINGS}
+    for case in EXPECTED:
+        assert ("0.23", "kprobes-" + case) in have, case
+    assert {("0.17", "tracepoints-" + c) for c in ("reference", "wrong", "cheat", "broken")} <= have
 
 
 @pytest.mark.parametrize("path", RECORDINGS, ids=lambda p: "%s/%s" % (p.parent.name, p.stem))
