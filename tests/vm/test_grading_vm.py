@@ -15,7 +15,7 @@ import yaml
 
 from expected_verdicts import EXPECTED
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(4800)]  # the first test pays box build + vagrant up
 REPO = Path(__file__).resolve().parents[2]
 CASES = REPO / "tests" / "fixtures" / "scripts" / "kprobes"
 

@@ -34,6 +34,8 @@ from ansible_recap import changed_tasks
 REPO = Path(__file__).resolve().parents[2]
 LAB = REPO / "labs" / "kprobes"
 GUEST_LAB = "/opt/bpfhol/labs/kprobes"
+# VM tests may be the first to need the VM: their setup pays box build + vagrant up + provision.
+pytestmark = pytest.mark.timeout(4800)
 ATTACH_BOUND = 300      # s: launch to "attached" under TCG: 13-35 s, 256 s for the #include example on a loaded host
 
 
