@@ -252,6 +252,15 @@ def _make_random_file(path, content):
         out.write(content)
 
 
+def _open_decoy(path):
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        os.read(fd, 64)
+        os.close(fd)
+    except OSError:
+        pass
+
+
 def _workload_argv(job, truth_log):
     wl = job.get("workload") or {}
     name = str(wl.get("program", ""))
@@ -316,6 +325,12 @@ def run_job(job_path):
             path = str(wl["create_file"])
             random_dir = os.path.dirname(path)
             _make_random_file(path, "bpfhol lab data %s\n" % secrets.token_hex(8))
+        decoy = None
+        if wl.get("decoy_file") and random_dir:
+            decoy = str(wl["decoy_file"])
+            if os.path.dirname(decoy) != random_dir:
+                raise JobError("the decoy file must sit beside the workload's file")
+            _make_random_file(decoy, "not the lab file\n")
         truth_log = os.path.join(work, "truth.jsonl")
         argv = _workload_argv(job, truth_log) if wl else None
 
@@ -343,9 +358,15 @@ def run_job(job_path):
             wl_proc = subprocess.Popen(launch, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                        stderr=subprocess.PIPE, start_new_session=True, env=_clean_env())
         end = now() + window
+        next_decoy = now()
         while now() < end:
             for r in runs:
                 r.check_flood()
+            if decoy and now() >= next_decoy:
+                # Another process (this agent) opens a decoy file all along: a script that does not
+                # keep to the workload's events prints it, which is how "unfiltered" is told for sure.
+                _open_decoy(decoy)
+                next_decoy = now() + 0.25
             if wl_proc is None and not any(r.running() for r in runs):
                 break
             time.sleep(0.1)
@@ -385,6 +406,7 @@ def run_job(job_path):
             except FileNotFoundError:
                 pass
             workload_result = {
+                "decoy": decoy,
                 "argv": argv[1:],
                 "exit_code": wl_proc.returncode,
                 "stderr": (wl_proc.stderr.read(4096) or b"").decode("utf-8", "replace"),

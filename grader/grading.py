@@ -163,6 +163,8 @@ def evaluate(lab, student, raw, visible_only=False):
                         "re-run the lab playbook (or mount -t tracefs nodev /sys/kernel/tracing)", kind="workload")
     workload = raw.get("workload") or {}
     truth = parse_truth(workload.get("truth") if isinstance(workload, dict) else None)
+    if isinstance(workload, dict) and isinstance(workload.get("decoy"), str):
+        truth.decoys = [workload["decoy"]]
     if not truth.opens:
         stderr = str(workload.get("stderr", ""))[:300] if isinstance(workload, dict) else ""
         raise HostError("the workload recorded no opens (lab VM broken?) %s" % stderr, kind="workload")

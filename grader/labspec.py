@@ -60,18 +60,20 @@ class Lab:
             if isinstance(value, dict) and "choice" in value:
                 value = rng.choice(value["choice"])
             args[key] = value
-        create = None
+        create = decoy = None
         if self.workload.get("file") == "random":
             token = "%016x" % rng.getrandbits(64) if not isinstance(rng, random.SystemRandom) else secrets.token_hex(8)
             create = "/var/tmp/bpfhol-lab/%s/%s-%s.dat" % (token, rng.choice(["notes", "stats", "state", "cache"]),
                                                            token[:6])
             args["file"] = create
+            decoy = "%s/%s-%s.dat" % (os.path.dirname(create), rng.choice(["notes", "stats", "state", "cache"]),
+                                      token[6:12])
         args["duration-s"] = int(self.window)
         offset = self.workload.get("fd_offset")
         if isinstance(offset, dict) and "choice" in offset:
             offset = rng.choice(offset["choice"])
         return {"program": self.workload["program"], "args": args, "create_file": create,
-                "fd_offset": int(offset or 0)}
+                "decoy_file": decoy, "fd_offset": int(offset or 0)}
 
 
 def _need(data, key, kind, where):

@@ -12,6 +12,7 @@ class Truth:
     closes: list = field(default_factory=list)   # (seq, fd)
     leaks: list = field(default_factory=list)    # (seq, fd)
     exited: bool = False
+    decoys: list = field(default_factory=list)   # files another process opened during the run
 
     @property
     def opened_fds(self):

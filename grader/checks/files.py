@@ -21,6 +21,8 @@ def opened_path(output, truth, params):
     targets = truth.paths
     texts = output.texts()
     if any(t in text for t in targets for text in texts):
+        if any(d in text for d in truth.decoys for text in texts):
+            return Verdict(False, "unfiltered", "your output includes a file another process opened meanwhile")
         foreign = set()
         for text in texts:
             for m in PATH_RE.finditer(text):

@@ -58,3 +58,31 @@ def test_preflight_names_missing_tracefs():
     broken = check_host(entry, lambda e: Fake(False))
     assert not broken["ok"] and any("tracefs" in p for p in broken["problems"])
     assert check_host(entry, lambda e: Fake(True))["ok"]
+
+
+def test_a_decoy_in_the_output_means_unfiltered():
+    """The agent opens a decoy file from another process during the window; printing it proves the
+    script did not keep to the workload (decided even on a quiet VM with no other noise)."""
+    from grader import bpftrace_output
+    from grader.checks import CHECKS
+    from grader.truth import Truth
+
+    target, decoy = "/var/tmp/bpfhol-lab/ab/notes-ab12cd.dat", "/var/tmp/bpfhol-lab/ab/stats-ef34gh.dat"
+    truth = Truth(opens=[(1, 3, target)], decoys=[decoy])
+    line = '{"type": "printf", "data": "%s opens %s\\n"}\n'
+    both = bpftrace_output.parse(line % ("kprobeme", target) + line % ("bpfhol-agent", decoy))
+    only = bpftrace_output.parse(line % ("kprobeme", target))
+    assert CHECKS["opened_path"](both, truth, {}).reason == "unfiltered"
+    assert CHECKS["opened_path"](only, truth, {}).passed
+
+
+def test_the_decoy_sits_beside_the_lab_file_under_another_name():
+    import os
+    import random
+
+    from grader.labspec import load_lab
+
+    for seed in range(20):
+        run = load_lab("kprobes").workload_run(random.Random(seed))
+        assert os.path.dirname(run["decoy_file"]) == os.path.dirname(run["create_file"])
+        assert run["decoy_file"] not in run["create_file"] and run["create_file"] not in run["decoy_file"]
