@@ -29,10 +29,11 @@ def _judge(path):
 
 def test_recordings_cover_both_bpftrace_generations():
     """Debian 12's bpftrace 0.17 and Debian 13's 0.23 print different JSON; every case is recorded
-    from a real kprobes lab VM for 0.23, and from this host (tracepoints lab) for 0.17."""
+    from a real kprobes lab VM for both, and from this host (tracepoints lab) for 0.17."""
     have = {(p.parent.name.rsplit(".", 1)[0], p.stem) for p in RECORDINGS}
     for case in EXPECTED:
         assert ("0.23", "kprobes-" + case) in have, case
+        assert ("0.17", "kprobes-" + case) in have, case
     assert {("0.17", "tracepoints-" + c) for c in ("reference", "wrong", "cheat", "broken")} <= have
 
 
