@@ -63,11 +63,11 @@ class Lab:
         create = decoy = None
         if self.workload.get("file") == "random":
             token = "%016x" % rng.getrandbits(64) if not isinstance(rng, random.SystemRandom) else secrets.token_hex(8)
-            create = "/var/tmp/bpfhol-lab/%s/%s-%s.dat" % (token, rng.choice(["notes", "stats", "state", "cache"]),
-                                                           token[:6])
+            # The lab file and, beside it, the decoy another process opens (same look, other name).
+            kinds = ["notes", "stats", "state", "cache"]
+            create, decoy = ["/var/tmp/bpfhol-lab/%s/%s-%s.dat" % (token, rng.choice(kinds), part)
+                             for part in (token[:6], token[6:12])]
             args["file"] = create
-            decoy = "%s/%s-%s.dat" % (os.path.dirname(create), rng.choice(["notes", "stats", "state", "cache"]),
-                                      token[6:12])
         args["duration-s"] = int(self.window)
         offset = self.workload.get("fd_offset")
         if isinstance(offset, dict) and "choice" in offset:
