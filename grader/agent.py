@@ -11,6 +11,21 @@ channel; it cannot signal a remote bpftrace (so maps would never print).  Done h
 host, SIGINT-then-SIGKILL is exact, output is capped at the source, and the result is one
 JSON document that the grader parses defensively.
 
+A job runs in phases, each a function below, in this order:
+
+    check_job        read and bound the job
+    hold_lock        one job per host at a time (a second one waits, bounded, then says "busy")
+    stage_scripts    copy each student script into a root-only folder, refuse what may not run
+    make_lab_files   the randomized lab file and its decoy, in a root-only folder
+    start_workload   the workload starts HELD (kprobeme --hold): loader, truth log, spare fds done
+    start_scripts    every script under ``bpftrace -c <ready helper>``
+    attach_barrier   bpftrace starts its -c child only after every probe is attached (0.17 and
+                     0.23 alike), so the helper's "ready" file is the proof; late scripts are stopped
+    release_workload SIGUSR1: the workload's loop starts now, seen whole by every script
+    watch_window     the workload runs to its end; a decoy file is opened from this process
+    stop_scripts     SIGINT (END probes run, maps print), SIGKILL after the grace
+    read_truth       the workload's ground-truth log
+
 Standard library only: it must run on a bare Debian 12/13 python3.
 
     bpfhol-agent run JOB.json     grade one job, print the result JSON
@@ -18,6 +33,8 @@ Standard library only: it must run on a bare Debian 12/13 python3.
     bpfhol-agent version
 """
 
+import errno
+import fcntl
 import json
 import os
 import platform
@@ -32,27 +49,35 @@ import tempfile
 import threading
 import time
 
-AGENT_VERSION = 1
+AGENT_VERSION = 2
 TRACEFS_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 BPFTRACE = shutil.which("bpftrace") or "/usr/bin/bpftrace"
 SAFE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 SAFE_ARG = re.compile(r"^[A-Za-z0-9_.,:/=+-]{1,200}$")
-# Files a job may ask the agent to create for its workload (randomized lab file).
-RANDOM_FILE_ROOT = "/var/tmp/bpfhol-lab"
+# The randomized lab files live under a root-only folder the agent creates and checks (never /tmp,
+# /var/tmp or any other place where another user could plant a symlink or a folder first).
+LAB_FILE_ROOT = "/run/bpfhol-lab"
+LOCK_FILE = "/run/bpfhol-agent.lock"   # /run is root-only (not /run/lock, which is world-writable)
 # Hard ceilings, whatever the job says.
 MAX_WINDOW = 120
 MAX_SCRIPTS = 8
 MAX_SCRIPT_BYTES = 1 << 20
 MAX_OUTPUT_BYTES = 8 << 20
+MAX_ATTACH = 240
+MAX_GRACE = 30
+MAX_LOCK_WAIT = 900
 # A script that keeps printing long past its cap is flooding: stop it early.
 FLOOD_FACTOR = 16
-
-
-FD_TRAMPOLINE = (
-    "import os, sys\n"
-    "for _ in range(int(sys.argv[1])): os.open('/dev/null', os.O_RDONLY)\n"
-    "os.execv(sys.argv[2], sys.argv[2:])\n"
-)
+# Fixed bounds of the phases (seconds); worst_case_seconds() adds them up for the grader.
+BOUND_WORKLOAD_READY = 30      # exec + loader + truth log of the held workload
+BOUND_WORKLOAD_END = 10        # after the window, before the workload is terminated
+BOUND_SYSTEMCTL = 20           # each systemctl call of the menu's units (stop, then start again)
+BOUND_VERSION = 15             # bpftrace --version for the facts
+BOUND_SLACK = 20               # reading files, copying, python start-up on a slow (TCG) VM
+DECOY_EVERY = 0.25
+# Only kernel headers may be included: a quoted or absolute include would let clang's error
+# messages quote the first lines of any file on the host (bpftrace runs as root).
+INCLUDE_RE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]*)[>"]', re.M)
 
 
 class JobError(Exception):
@@ -66,18 +91,67 @@ def prefix_dir():
 
 
 def now():
-    return time.time()
+    return time.monotonic()
+
+
+def _clean_env():
+    return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+
+
+# ---------------------------------------------------------------------------------------------
+# bounds
+
+
+def job_bounds(job):
+    """Every bound of one job, from the job's numbers clamped to the agent's ceilings."""
+    def num(key, default, hi):
+        try:
+            value = float(job.get(key, default))
+        except (TypeError, ValueError):
+            raise JobError("job field %s must be a number" % key)
+        return max(0.0, min(value, hi))
+
+    window = num("window", 10, MAX_WINDOW)
+    bounds = {
+        "window": window,
+        "attach": num("attach_timeout", 40, MAX_ATTACH),
+        "grace": num("grace", 4, MAX_GRACE),
+        "workload_ready": BOUND_WORKLOAD_READY,
+        "workload_end": BOUND_WORKLOAD_END,
+        "systemctl": 2 * BOUND_SYSTEMCTL,
+        "version": BOUND_VERSION,
+        "slack": BOUND_SLACK,
+    }
+    # A job waits for a running one at most as long as that one can take (its own bounds).
+    bounds["lock_wait"] = num("lock_wait", run_seconds(bounds), MAX_LOCK_WAIT)
+    return bounds
+
+
+def run_seconds(bounds):
+    """Worst case of one job once it holds the lock: every phase at its bound."""
+    return (bounds["workload_ready"] + bounds["attach"] + bounds["window"] + bounds["workload_end"] + 6
+            + bounds["grace"] + 5 + bounds["systemctl"] + bounds["version"] + bounds["slack"])
+
+
+def worst_case_seconds(job):
+    """How long ``bpfhol-agent run`` can take for this job, lock wait included.  The grader's
+    outer timeout is derived from this, so a slow but healthy host is never cut off."""
+    bounds = job_bounds(job)
+    return bounds["lock_wait"] + run_seconds(bounds)
+
+
+# ---------------------------------------------------------------------------------------------
+# one script under bpftrace
 
 
 class CappedReader(threading.Thread):
     """Drain a pipe so the writer never blocks; keep the first ``cap`` bytes only."""
 
-    def __init__(self, pipe, cap, on_line=None):
+    def __init__(self, pipe, cap):
         super().__init__(daemon=True)
-        self.pipe, self.cap, self.on_line = pipe, cap, on_line
+        self.pipe, self.cap = pipe, cap
         self.buf = bytearray()
         self.total = 0
-        self._partial = b""
 
     def run(self):
         try:
@@ -89,12 +163,6 @@ class CappedReader(threading.Thread):
                 room = self.cap - len(self.buf)
                 if room > 0:
                     self.buf += chunk[:room]
-                if self.on_line is not None:
-                    data = self._partial + chunk
-                    lines = data.split(b"\n")
-                    self._partial = lines.pop()[-4096:]
-                    for line in lines:
-                        self.on_line(line)
         except (OSError, ValueError):
             pass
 
@@ -106,12 +174,21 @@ class CappedReader(threading.Thread):
         return self.buf.decode("utf-8", "replace")
 
 
+READY_HELPER = """# bpfhol-agent's attach proof: bpftrace starts its -c command only after every probe is attached.
+: > %s
+exec sleep 86400
+"""
+
+
 class ScriptRun:
     """One student script under bpftrace, from launch to its last byte."""
 
-    def __init__(self, name, path, cap):
-        self.name, self.path, self.cap = name, path, cap
-        self.attached = threading.Event()
+    def __init__(self, name, path, source, cap, work, index):
+        self.name, self.path, self.source, self.cap = name, path, source, cap
+        self.ready_file = os.path.join(work, "ready-%d" % index)
+        self.helper = os.path.join(work, "ready-%d.sh" % index)
+        with open(self.helper, "w") as fh:
+            fh.write(READY_HELPER % self.ready_file)
         self.attach_seconds = None
         self.proc = None
         self.started = None
@@ -119,23 +196,27 @@ class ScriptRun:
         self.attach_timed_out = False
         self.signals = []
 
-    def _on_line(self, line):
-        if not self.attached.is_set() and b'"attached_probes"' in line:
-            self.attach_seconds = round(now() - self.started, 3)
-            self.attached.set()
-
     def start(self):
         self.started = now()
-        # Own session: signals reach bpftrace alone, never the agent.
+        # -c: bpftrace runs the helper only once all probes are attached (see attach_barrier).
+        # Own session: signals reach bpftrace (and its helper) alone, never the agent.
         self.proc = subprocess.Popen(
-            [BPFTRACE, "-f", "json", self.path],
+            [BPFTRACE, "-f", "json", "-c", "/bin/sh %s" % self.helper, self.path],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             start_new_session=True, env=_clean_env(),
         )
-        self.out = CappedReader(self.proc.stdout, self.cap, self._on_line)
+        self.out = CappedReader(self.proc.stdout, self.cap)
         self.err = CappedReader(self.proc.stderr, min(self.cap, 65536))
         self.out.start()
         self.err.start()
+
+    @property
+    def attached(self):
+        return os.path.exists(self.ready_file)
+
+    def note_attached(self):
+        if self.attach_seconds is None and self.attached:
+            self.attach_seconds = round(now() - self.started, 3)
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
@@ -159,8 +240,10 @@ class ScriptRun:
         return {
             "name": self.name,
             "status": "ran",
+            "path": self.path,
+            "source": self.source,
             "exit_code": self.proc.returncode,
-            "attached": self.attached.is_set(),
+            "attached": self.attach_seconds is not None,
             "attach_seconds": self.attach_seconds,
             "stdout": self.out.text(),
             "stdout_bytes": self.out.total,
@@ -173,13 +256,70 @@ class ScriptRun:
         }
 
 
-def _clean_env():
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
-    return env
+# ---------------------------------------------------------------------------------------------
+# phases
 
 
-def _read_script(src, dest, limit):
-    """Copy a student's script into the agent's private dir; refuse links and specials."""
+def check_job(job_path):
+    """Read the job (bounded) and check its shape; JobError says what is wrong."""
+    with open(job_path, "rb") as fh:
+        raw = fh.read(1 << 20)
+    try:
+        job = json.loads(raw)
+    except ValueError:
+        raise JobError("job file is not JSON")
+    if not isinstance(job, dict) or job.get("version") != AGENT_VERSION:
+        raise JobError("job version mismatch: grader and agent differ (re-run the lab playbook)")
+    scripts = job.get("scripts") or []
+    if not isinstance(scripts, list) or len(scripts) > MAX_SCRIPTS or not all(isinstance(s, dict) for s in scripts):
+        raise JobError("a job holds 1 to %d scripts" % MAX_SCRIPTS)
+    job["_bounds"] = job_bounds(job)
+    job["_dir"] = os.path.dirname(os.path.realpath(job_path))
+    return job
+
+
+def hold_lock(wait):
+    """One grading job per host: two at once would trace each other's workloads.  Returns the
+    open lock file (held until it is closed or this process dies); JobError "busy" after ``wait``."""
+    lock_dir = os.path.dirname(LOCK_FILE)
+    if not os.path.isdir(lock_dir):
+        os.makedirs(lock_dir, mode=0o755, exist_ok=True)
+    fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    deadline = now() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                os.close(fd)
+                raise
+            if now() >= deadline:
+                holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "?"
+                os.close(fd)
+                raise JobError("busy: another grading job (agent pid %s) is still running on this host after "
+                               "%ds; retry when it ends" % (holder, wait))
+            time.sleep(0.2)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
+def _script_source(spec, job_dir):
+    """Where a script comes from: an upload beside the job, or a path ending in .bt."""
+    if "upload" in spec:
+        name = str(spec["upload"])
+        if "/" in name or name.startswith("."):
+            raise JobError("upload names are plain file names")
+        return os.path.join(job_dir, name)
+    path = str(spec.get("path", ""))
+    if not path.startswith("/") or not path.endswith(".bt") or "/../" in path:
+        raise JobError("script paths must be absolute and end in .bt")
+    return path
+
+
+def _read_script(src, limit):
+    """A student's script, read without following links or blocking on specials."""
     try:
         fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
@@ -197,68 +337,79 @@ def _read_script(src, dest, limit):
         os.close(fd)
     if len(data) > limit:
         return "too_large", "%s is over %d bytes" % (src, limit)
-    with open(dest, "wb") as out:
-        out.write(data)
-    return "ok", data.decode("utf-8", "replace")
+    return "ok", data
 
 
-def _script_source(job, spec, job_dir):
-    """Where a script comes from: an upload beside the job, or a path ending in .bt."""
-    if "upload" in spec:
-        name = str(spec["upload"])
-        if "/" in name or name.startswith("."):
-            raise JobError("upload names are plain file names")
-        return os.path.join(job_dir, name)
-    path = str(spec.get("path", ""))
-    if not path.startswith("/") or not path.endswith(".bt") or "/../" in path:
-        raise JobError("script paths must be absolute and end in .bt")
-    return path
+def refused_include(source):
+    """The first #include that may not run, or None: absolute or '..' paths, and quoted includes."""
+    for m in INCLUDE_RE.finditer(source):
+        quote, path = m.group(1), m.group(2).strip()
+        if quote == '"' or path.startswith("/") or ".." in path.split("/") or not path:
+            return m.group(0).strip()
+    return None
 
 
-def _stop_menu_services():
-    """Stop the menu's copies of the workloads so only the graded run is traced."""
-    if not shutil.which("systemctl") or not os.path.isdir("/run/systemd/system"):
-        return []
+def stage_scripts(job, work):
+    """Copy each script into the agent's root-only folder: ([result or ScriptRun], [ScriptRun])."""
+    cap = int(min(int(job.get("output_cap", 256 << 10)), MAX_OUTPUT_BYTES))
+    script_cap = int(min(int(job.get("script_cap", 64 << 10)), MAX_SCRIPT_BYTES))
+    results, runs = [], []
+    for i, spec in enumerate(job.get("scripts") or []):
+        name = str(spec.get("name", "script%d" % i))[:64]
+        status, data = _read_script(_script_source(spec, job["_dir"]), script_cap)
+        if status != "ok":
+            results.append({"name": name, "status": status, "error": data})
+            continue
+        source = data.decode("utf-8", "replace")
+        include = refused_include(source)
+        if include:
+            results.append({"name": name, "status": "refused", "source": source,
+                            "error": "%s is refused: only kernel headers such as #include <linux/fs.h> may be "
+                                     "included" % include[:200]})
+            continue
+        dest = os.path.join(work, "s%d.bt" % i)
+        with open(dest, "wb") as out:
+            out.write(data)
+        run = ScriptRun(name, dest, source, cap, work, i)
+        runs.append(run)
+        results.append(run)
+    return results, runs
+
+
+def _safe_root(path):
+    """A folder owned by root that nobody else can write, created if missing; JobError otherwise."""
     try:
-        out = subprocess.run(
-            ["systemctl", "list-units", "bpfhol-*.service", "--state=active", "--plain", "--no-legend"],
-            capture_output=True, text=True, timeout=15,
-        ).stdout
-    except (subprocess.SubprocessError, OSError):
-        return []
-    units = [line.split()[0] for line in out.splitlines() if line.strip()]
-    units = [u for u in units if re.match(r"^bpfhol-[a-z0-9_-]+\.service$", u)]
-    for unit in units:
-        subprocess.run(["systemctl", "stop", unit], capture_output=True, timeout=30)
-    return units
-
-
-def _start_units(units):
-    for unit in units:
-        try:
-            subprocess.run(["systemctl", "start", unit], capture_output=True, timeout=30)
-        except (subprocess.SubprocessError, OSError):
-            pass
-
-
-def _make_random_file(path, content):
-    real_root = os.path.realpath(RANDOM_FILE_ROOT)
-    if os.path.realpath(path) != path or not path.startswith(RANDOM_FILE_ROOT + "/"):
-        raise JobError("the workload's file must be a plain path under %s" % RANDOM_FILE_ROOT)
-    os.makedirs(real_root, mode=0o755, exist_ok=True)
-    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "w") as out:
-        out.write(content)
-
-
-def _open_decoy(path):
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        os.read(fd, 64)
-        os.close(fd)
-    except OSError:
+        os.mkdir(path, 0o755)
+    except FileExistsError:
         pass
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o022:
+        raise JobError("%s is not a root-owned folder closed to others; remove it and retry" % path)
+
+
+def make_lab_files(job):
+    """The workload's randomized file and its decoy, in a fresh folder under LAB_FILE_ROOT.
+    Returns (folder or None, decoy path or None)."""
+    wl = job.get("workload") or {}
+    if not wl.get("create_file"):
+        return None, None
+    path = str(wl["create_file"])
+    folder = os.path.dirname(path)
+    if (os.path.normpath(path) != path or os.path.dirname(folder) != LAB_FILE_ROOT
+            or not SAFE_ARG.match(path) or ".." in path):
+        raise JobError("the workload's file must be a plain path %s/<token>/<name>" % LAB_FILE_ROOT)
+    decoy = str(wl.get("decoy_file") or "") or None
+    if decoy and (os.path.dirname(decoy) != folder or os.path.normpath(decoy) != decoy or decoy == path):
+        raise JobError("the decoy file must sit beside the workload's file")
+    _safe_root(LAB_FILE_ROOT)
+    os.mkdir(folder, 0o755)    # fresh: an existing folder is an error, never reused
+    for name, content in ((path, "bpfhol lab data %s\n" % secrets.token_hex(8)),
+                          (decoy, "not the lab file\n")):
+        if name:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            with os.fdopen(fd, "w") as out:
+                out.write(content)
+    return folder, decoy
 
 
 def _workload_argv(job, truth_log):
@@ -275,174 +426,264 @@ def _workload_argv(job, truth_log):
         if not SAFE_NAME.match(key) or not SAFE_ARG.match(value) or ".." in value:
             raise JobError("unsafe workload argument %r=%r" % (key, value))
         argv += ["--" + key, value]
-    argv += ["--truth-log", truth_log]
-    return argv
+    return argv + ["--truth-log", truth_log, "--hold"]
+
+
+class Workload:
+    """The graded workload: started held, released at the barrier, ended by its own count."""
+
+    def __init__(self, argv, truth_log):
+        self.argv, self.truth_log = argv, truth_log
+        self.proc = None
+        self.released_at = None
+
+    def start(self, bound):
+        """Start it and wait until its start-up is over (its truth log's first line)."""
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, start_new_session=True, env=_clean_env())
+        deadline = now() + bound
+        while now() < deadline and self.proc.poll() is None:
+            try:
+                with open(self.truth_log, "rb") as fh:
+                    if fh.readline().endswith(b"\n"):
+                        return
+            except FileNotFoundError:
+                pass
+            time.sleep(0.05)
+        err = self._stderr()
+        self.stop()
+        raise JobError("the workload did not start (%s): %s" % (
+            "exit %s" % self.proc.returncode if self.proc.returncode is not None else "no start record in %ds"
+            % bound, err[:200] or "no message"))
+
+    def release(self):
+        self.released_at = now()
+        os.kill(self.proc.pid, signal.SIGUSR1)
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        """SIGTERM (it logs its exit record), then SIGKILL; bounded."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if not self.running():
+                return
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def _stderr(self):
+        if self.running():
+            return ""
+        try:
+            return (self.proc.stderr.read(4096) or b"").decode("utf-8", "replace")
+        except (OSError, ValueError):
+            return ""
+
+    def truth_lines(self):
+        lines = []
+        try:
+            with open(self.truth_log, "r", errors="replace") as fh:
+                for n, line in enumerate(fh):
+                    if n >= 20000:
+                        break
+                    lines.append(line.rstrip("\n")[:4096])
+        except FileNotFoundError:
+            pass
+        return lines
+
+
+def start_workload(job, work):
+    wl = job.get("workload")
+    if not wl:
+        return None
+    truth_log = os.path.join(work, "truth.jsonl")
+    workload = Workload(_workload_argv(job, truth_log), truth_log)
+    workload.start(job["_bounds"]["workload_ready"])
+    return workload
+
+
+def start_scripts(runs):
+    for run in runs:
+        run.start()
+
+
+def attach_barrier(runs, bound):
+    """Wait until every script has attached all its probes (or ended); stop those late past ``bound``.
+
+    bpftrace prints its "attached_probes" line BEFORE it loads and attaches the programs (0.17 in
+    main(), 0.23 in BPFtrace::prerun()), so that line proves nothing.  Its -c child, though, is
+    started only after the attach loop (BPFtrace::run() in both versions): the helper's ready
+    file exists only once the probes are live."""
+    deadline = now() + bound
+    while now() < deadline:
+        for run in runs:
+            run.note_attached()
+        if all(run.attached or not run.running() for run in runs):
+            break
+        time.sleep(0.05)
+    for run in runs:
+        run.note_attached()
+        if run.running() and not run.attached:
+            run.attach_timed_out = True
+            run.signal(signal.SIGKILL)
+
+
+def release_workload(workload):
+    if workload is not None:
+        workload.release()
+
+
+def _open_decoy(path):
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        os.read(fd, 64)
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def watch_window(workload, runs, decoy, bounds):
+    """The workload runs its count of opens (spread over the window); meanwhile this process opens
+    the decoy, so a script that does not keep to the workload's events prints it."""
+    end = now() + bounds["window"] + (bounds["workload_end"] if workload is not None else 0)
+    next_decoy = now()
+    while now() < end:
+        for run in runs:
+            run.check_flood()
+        if decoy and now() >= next_decoy:
+            _open_decoy(decoy)
+            next_decoy = now() + DECOY_EVERY
+        if workload is not None and not workload.running():
+            break
+        if workload is None and not any(run.running() for run in runs):
+            break
+        time.sleep(0.05)
+    if workload is not None:
+        workload.stop()
+        time.sleep(0.3)  # the last events reach the probes' buffers
+
+
+def stop_scripts(runs, grace):
+    for run in runs:
+        run.signal(signal.SIGINT)
+    stop_by = now() + grace
+    while now() < stop_by and any(run.running() for run in runs):
+        time.sleep(0.05)
+    for run in runs:
+        if run.running():
+            run.signal(signal.SIGKILL)
+    for run in runs:
+        try:
+            run.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def read_truth(workload, job, decoy):
+    if workload is None:
+        return None
+    wl = job.get("workload") or {}
+    return {
+        "decoy": decoy,
+        "argv": workload.argv[1:],
+        "fd_offset": int((wl.get("args") or {}).get("spare-fds", 0) or 0),
+        "exit_code": workload.proc.returncode,
+        "stderr": workload._stderr(),
+        "truth": workload.truth_lines(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# the menu's own copies of the workloads
+
+
+def _stop_menu_services():
+    """Stop the menu's copies of the workloads so only the graded run is traced."""
+    if not shutil.which("systemctl") or not os.path.isdir("/run/systemd/system"):
+        return []
+    try:
+        out = subprocess.run(
+            ["systemctl", "list-units", "bpfhol-*.service", "--state=active", "--plain", "--no-legend"],
+            capture_output=True, text=True, timeout=BOUND_SYSTEMCTL / 2,
+        ).stdout
+        units = [line.split()[0] for line in out.splitlines() if line.strip()]
+        units = [u for u in units if re.match(r"^bpfhol-[a-z0-9_-]+\.service$", u)]
+        if units:
+            subprocess.run(["systemctl", "stop"] + units, capture_output=True, timeout=BOUND_SYSTEMCTL / 2)
+    except (subprocess.SubprocessError, OSError):
+        return []
+    return units
+
+
+def _start_units(units):
+    if units:
+        try:
+            subprocess.run(["systemctl", "start", "--no-block"] + units, capture_output=True,
+                           timeout=BOUND_SYSTEMCTL)
+        except (subprocess.SubprocessError, OSError):
+            pass
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def run_job(job_path):
     t0 = now()
-    job_dir = os.path.dirname(os.path.realpath(job_path))
-    with open(job_path, "rb") as fh:
-        raw = fh.read(1 << 20)
-    try:
-        job = json.loads(raw)
-    except ValueError:
-        raise JobError("job file is not JSON")
-    if not isinstance(job, dict) or job.get("version") != AGENT_VERSION:
-        raise JobError("job version mismatch: grader and agent differ (re-run the lab playbook)")
-
-    window = min(float(job.get("window", 10)), MAX_WINDOW)
-    attach_timeout = min(float(job.get("attach_timeout", 40)), 240)
-    grace = min(float(job.get("grace", 4)), 30)
-    out_cap = min(int(job.get("output_cap", 256 << 10)), MAX_OUTPUT_BYTES)
-    script_cap = min(int(job.get("script_cap", 64 << 10)), MAX_SCRIPT_BYTES)
-    scripts = job.get("scripts") or []
-    if not isinstance(scripts, list) or len(scripts) > MAX_SCRIPTS:
-        raise JobError("a job holds 1 to %d scripts" % MAX_SCRIPTS)
-
+    job = check_job(job_path)
+    bounds = job["_bounds"]
+    lock = hold_lock(bounds["lock_wait"])
+    waited = round(now() - t0, 3)
     work = tempfile.mkdtemp(prefix="bpfhol-agent-", dir="/run" if os.access("/run", os.W_OK) else None)
     os.chmod(work, 0o700)
-    results, runs = [], []
-    stopped = []
-    workload_result = None
-    random_dir = None
+    runs, stopped, workload, lab_dir, decoy = [], [], None, None, None
+    timing = {"lock_wait": waited}
     try:
-        for i, spec in enumerate(scripts):
-            name = str(spec.get("name", "script%d" % i))[:64]
-            src = _script_source(job, spec, job_dir)
-            dest = os.path.join(work, "s%d.bt" % i)
-            status, detail = _read_script(src, dest, script_cap)
-            if status != "ok":
-                results.append({"name": name, "status": status, "error": detail})
-                continue
-            run = ScriptRun(name, dest, out_cap)
-            run.source = detail
-            runs.append(run)
-            results.append(run)
-
-        wl = job.get("workload") or {}
-        if wl.get("create_file"):
-            path = str(wl["create_file"])
-            random_dir = os.path.dirname(path)
-            _make_random_file(path, "bpfhol lab data %s\n" % secrets.token_hex(8))
-        decoy = None
-        if wl.get("decoy_file") and random_dir:
-            decoy = str(wl["decoy_file"])
-            if os.path.dirname(decoy) != random_dir:
-                raise JobError("the decoy file must sit beside the workload's file")
-            _make_random_file(decoy, "not the lab file\n")
-        truth_log = os.path.join(work, "truth.jsonl")
-        argv = _workload_argv(job, truth_log) if wl else None
-
+        results, runs = stage_scripts(job, work)
+        lab_dir, decoy = make_lab_files(job)
         stopped = _stop_menu_services() if job.get("stop_menu_workloads", True) else []
-        for run in runs:
-            run.start()
-        deadline = now() + attach_timeout
-        while now() < deadline and any(r.running() and not r.attached.is_set() for r in runs):
-            time.sleep(0.05)
-        attach_done = now()
-        # The workload must not start while a script is still attaching (it would miss the first
-        # events and be judged on half a run): a script not attached by the bound is stopped.
-        for r in runs:
-            if r.running() and not r.attached.is_set():
-                r.attach_timed_out = True
-                r.signal(signal.SIGKILL)
-
-        wl_proc = None
-        if argv:
-            # The workload starts with a random number of spare descriptors open, so its fd
-            # numbers cannot be guessed without tracing.  A python trampoline opens them at the
-            # lowest numbers and execs the workload (its comm is the workload's from exec on).
-            offset = max(0, min(int(wl.get("fd_offset", 0)), 64))
-            launch = [sys.executable, "-c", FD_TRAMPOLINE, str(offset)] + argv if offset else argv
-            wl_proc = subprocess.Popen(launch, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.PIPE, start_new_session=True, env=_clean_env())
-        end = now() + window
-        next_decoy = now()
-        while now() < end:
-            for r in runs:
-                r.check_flood()
-            if decoy and now() >= next_decoy:
-                # Another process (this agent) opens a decoy file all along: a script that does not
-                # keep to the workload's events prints it, which is how "unfiltered" is told for sure.
-                _open_decoy(decoy)
-                next_decoy = now() + 0.25
-            if wl_proc is None and not any(r.running() for r in runs):
-                break
-            time.sleep(0.1)
-        if wl_proc is not None:
-            # The workload got --duration-s ≈ window; give it a moment, then end it.
-            try:
-                wl_proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                os.killpg(wl_proc.pid, signal.SIGTERM)
-                try:
-                    wl_proc.wait(timeout=3)
-                except subprocess.TimeoutExpired:
-                    os.killpg(wl_proc.pid, signal.SIGKILL)
-                    wl_proc.wait(timeout=3)
-            time.sleep(0.3)  # let the last close reach the probes
-        for r in runs:
-            r.signal(signal.SIGINT)
-        stop_by = now() + grace
-        while now() < stop_by and any(r.running() for r in runs):
-            time.sleep(0.05)
-        for r in runs:
-            if r.running():
-                r.signal(signal.SIGKILL)
-        for r in runs:
-            try:
-                r.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        if wl_proc is not None:
-            truth_lines = []
-            try:
-                with open(truth_log, "r", errors="replace") as fh:
-                    for n, line in enumerate(fh):
-                        if n >= 10000:
-                            break
-                        truth_lines.append(line.rstrip("\n")[:4096])
-            except FileNotFoundError:
-                pass
-            workload_result = {
-                "decoy": decoy,
-                "argv": argv[1:],
-                "exit_code": wl_proc.returncode,
-                "stderr": (wl_proc.stderr.read(4096) or b"").decode("utf-8", "replace"),
-                "truth": truth_lines,
-            }
+        workload = start_workload(job, work)
+        timing["workload_ready"] = round(now() - t0, 3)
+        start_scripts(runs)
+        attach_barrier(runs, bounds["attach"])
+        timing["attach"] = round(now() - t0, 3)
+        release_workload(workload)
+        watch_window(workload, runs, decoy, bounds)
+        stop_scripts(runs, bounds["grace"])
+        truth = read_truth(workload, job, decoy)
     finally:
-        for r in runs:
-            if r.running():
-                r.signal(signal.SIGKILL)
+        for run in runs:
+            if run.running():
+                run.signal(signal.SIGKILL)
+        if workload is not None:
+            workload.stop()
         _start_units(stopped)
         shutil.rmtree(work, ignore_errors=True)
-        if random_dir and random_dir.startswith(RANDOM_FILE_ROOT + "/"):
-            shutil.rmtree(random_dir, ignore_errors=True)
+        if lab_dir:
+            shutil.rmtree(lab_dir, ignore_errors=True)
+        os.close(lock)
 
-    out = []
-    for r in results:
-        if isinstance(r, ScriptRun):
-            item = r.result()
-            item["source"] = r.source
-            out.append(item)
-        else:
-            out.append(r)
+    out = [r.result() if isinstance(r, ScriptRun) else r for r in results]
+    timing["total"] = round(now() - t0, 3)
     return {
         "agent_version": AGENT_VERSION,
         "ok": True,
         "scripts": out,
-        "workload": workload_result,
+        "workload": truth,
         "stopped_units": stopped,
-        "timing": {"attach": round(attach_done - t0, 3), "total": round(now() - t0, 3)},
+        "timing": timing,
         "facts": basic_facts(),
     }
 
 
 def bpftrace_version():
     try:
-        out = subprocess.run([BPFTRACE, "--version"], capture_output=True, text=True, timeout=15).stdout
+        out = subprocess.run([BPFTRACE, "--version"], capture_output=True, text=True, timeout=BOUND_VERSION).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     m = re.search(r"v?(\d+\.\d+(?:\.\d+)?)", out)
@@ -457,6 +698,7 @@ def basic_facts():
         "btf": os.path.exists("/sys/kernel/btf/vmlinux"),
         # Without tracefs bpftrace reports "tracepoint not found": a broken VM, not a student's error.
         "tracefs": any(os.path.isdir(d + "/events") for d in TRACEFS_DIRS),
+        "agent_version": AGENT_VERSION,
     }
 
 
@@ -490,16 +732,6 @@ def facts():
     return result
 
 
-def _raise_memlock():
-    """bpftrace wants locked memory for its maps on older kernels; root may raise the limit."""
-    try:
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_MEMLOCK, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-    except (ImportError, ValueError, OSError):
-        pass
-
-
 def main(argv):
     if len(argv) >= 1 and argv[0] == "version":
         print(json.dumps({"agent_version": AGENT_VERSION}))
@@ -507,7 +739,8 @@ def main(argv):
     if os.geteuid() != 0:
         print(json.dumps({"ok": False, "error": "bpfhol-agent must run as root (through sudo)"}))
         return 2
-    _raise_memlock()
+    # No RLIMIT_MEMLOCK change here: bpftrace raises it itself (0.17 and 0.23, main.cpp), and on the
+    # lab's 6.x kernels BPF memory is charged to the memory cgroup, not to that limit.
     try:
         if len(argv) == 2 and argv[0] == "run":
             result = run_job(argv[1])

@@ -16,6 +16,8 @@ from .errors import GraderError
 
 REPO_LABS = Path(__file__).resolve().parent.parent / "labs"
 INSTALLED_LABS = Path("/opt/bpfhol/labs")
+# Where the agent creates the randomized lab files (grader/agent.py: LAB_FILE_ROOT, root-only).
+LAB_FILE_ROOT = "/run/bpfhol-lab"
 SCRIPT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}\.bt$")
 PROBE_TYPES = {"kprobe", "kretprobe", "tracepoint", "rawtracepoint", "uprobe", "uretprobe", "usdt",
                "fentry", "fexit", "kfunc", "kretfunc", "profile", "interval", "software", "hardware"}
@@ -53,27 +55,40 @@ class Lab:
         return sum(ex.points for ex in self.exercises)
 
     def workload_run(self, rng=None):
-        """Randomized workload parameters for one grading run (the anti-cheat: answers differ each run)."""
+        """Randomized workload parameters for one grading run (the anti-cheat: answers differ each run).
+
+        A value in lab.yaml may be fixed, ``{choice: [...]}`` or ``{range: [lo, hi]}`` (integers, both ends
+        included).  ``spread_over_window: <arg>`` sets interval-ms so that <arg> opens fill the window;
+        ``fd_offset`` becomes the workload's ``--spare-fds`` (descriptors opened before its loop)."""
         rng = rng or random.SystemRandom()
-        args = {}
-        for key, value in (self.workload.get("args") or {}).items():
-            if isinstance(value, dict) and "choice" in value:
-                value = rng.choice(value["choice"])
-            args[key] = value
+        args = {key: draw(value, rng) for key, value in (self.workload.get("args") or {}).items()}
         create = decoy = None
         if self.workload.get("file") == "random":
             token = "%016x" % rng.getrandbits(64) if not isinstance(rng, random.SystemRandom) else secrets.token_hex(8)
             # The lab file and, beside it, the decoy another process opens (same look, other name).
             kinds = ["notes", "stats", "state", "cache"]
-            create, decoy = ["/var/tmp/bpfhol-lab/%s/%s-%s.dat" % (token, rng.choice(kinds), part)
+            create, decoy = ["%s/%s/%s-%s.dat" % (LAB_FILE_ROOT, token, rng.choice(kinds), part)
                              for part in (token[:6], token[6:12])]
             args["file"] = create
         args["duration-s"] = int(self.window)
-        offset = self.workload.get("fd_offset")
-        if isinstance(offset, dict) and "choice" in offset:
-            offset = rng.choice(offset["choice"])
+        spread = self.workload.get("spread_over_window")
+        if spread and int(args.get(spread) or 0) > 0:
+            args["interval-ms"] = int(self.window * 1000 // int(args[spread]))
+        offset = int(draw(self.workload.get("fd_offset"), rng) or 0)
+        if offset:
+            args["spare-fds"] = offset
         return {"program": self.workload["program"], "args": args, "create_file": create,
-                "decoy_file": decoy, "fd_offset": int(offset or 0)}
+                "decoy_file": decoy, "fd_offset": offset}
+
+
+def draw(value, rng):
+    """One value of a lab.yaml workload setting: fixed, {choice: [...]} or {range: [lo, hi]}."""
+    if isinstance(value, dict) and "choice" in value:
+        return rng.choice(value["choice"])
+    if isinstance(value, dict) and "range" in value:
+        lo, hi = value["range"]
+        return rng.randint(int(lo), int(hi))
+    return value
 
 
 def _need(data, key, kind, where):

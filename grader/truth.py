@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 class Truth:
     file: str = ""
     leak_every: int = 0
+    pid: int = 0
+    spare_fds: int = 0
+    released: bool = False                       # the workload ran its loop after the attach barrier
     opens: list = field(default_factory=list)    # (seq, fd, path)
     closes: list = field(default_factory=list)   # (seq, fd)
     leaks: list = field(default_factory=list)    # (seq, fd)
@@ -26,6 +29,10 @@ class Truth:
     def paths(self):
         return {path for _, _, path in self.opens}
 
+    @property
+    def closed_fds(self):
+        return [fd for _, fd in self.closes]
+
 
 def parse_truth(lines):
     truth = Truth()
@@ -41,6 +48,10 @@ def parse_truth(lines):
             if ev == "start":
                 truth.file = str(rec.get("file", ""))
                 truth.leak_every = int(rec.get("leak_every") or 0)
+                truth.pid = int(rec.get("pid") or 0)
+                truth.spare_fds = int(rec.get("spare_fds") or 0)
+            elif ev == "released":
+                truth.released = True
             elif ev == "open":
                 truth.opens.append((int(rec.get("seq", 0)), int(rec["fd"]), str(rec.get("path", ""))))
             elif ev == "close":

@@ -48,21 +48,101 @@ def test_refuses_unsafe_workload_arguments(tmp_path, monkeypatch):
         with pytest.raises(agent.JobError):
             agent._workload_argv({"workload": {"program": "kprobeme", "args": args}}, "/tmp/t")
     argv = agent._workload_argv({"workload": {"program": "kprobeme", "args": {"leak-every": 3}}}, "/tmp/t")
-    assert argv[1:] == ["--leak-every", "3", "--truth-log", "/tmp/t"]
+    assert argv[1:] == ["--leak-every", "3", "--truth-log", "/tmp/t", "--hold"]
 
 
 def test_script_copy_refuses_links_specials_and_giants(tmp_path):
     big = tmp_path / "big.bt"
     with open(big, "wb") as fh:
         fh.truncate(5 << 30)                         # 5 GiB, sparse: must not be read whole
-    assert agent._read_script(str(big), str(tmp_path / "o1"), 65536)[0] == "too_large"
+    assert agent._read_script(str(big), 65536)[0] == "too_large"
     (tmp_path / "link.bt").symlink_to("/etc/passwd")
-    assert agent._read_script(str(tmp_path / "link.bt"), str(tmp_path / "o2"), 65536)[0] == "unreadable"
-    assert agent._read_script("/dev/zero", str(tmp_path / "o3"), 65536)[0] == "unreadable"
-    assert agent._read_script(str(tmp_path / "none.bt"), str(tmp_path / "o4"), 65536)[0] == "missing"
+    assert agent._read_script(str(tmp_path / "link.bt"), 65536)[0] == "unreadable"
+    assert agent._read_script("/dev/zero", 65536)[0] == "unreadable"
+    assert agent._read_script(str(tmp_path / "none.bt"), 65536)[0] == "missing"
 
 
-def test_random_file_must_stay_under_its_root():
-    for bad in ["/etc/passwd", "/var/tmp/bpfhol-lab/../x", "/var/tmp/bpfhol-labx/y"]:
+def _lab_job(path, decoy=None):
+    return {"workload": {"program": "kprobeme", "create_file": path, "decoy_file": decoy}}
+
+
+def test_lab_file_must_be_a_fresh_folder_under_the_root_only_root(tmp_path, monkeypatch):
+    root = tmp_path / "labroot"
+    monkeypatch.setattr(agent, "LAB_FILE_ROOT", str(root))
+    for bad in ["/etc/passwd", str(root) + "/../x/y.dat", str(root) + "x/y/z.dat", str(root) + "/a/b/c.dat",
+                str(root) + "/a/$(id).dat"]:
         with pytest.raises(agent.JobError):
-            agent._make_random_file(bad, "x")
+            agent.make_lab_files(_lab_job(bad))
+    with pytest.raises(agent.JobError, match="beside"):
+        agent.make_lab_files(_lab_job(str(root / "t1" / "a.dat"), "/etc/passwd"))
+    folder, decoy = agent.make_lab_files(_lab_job(str(root / "t2" / "a.dat"), str(root / "t2" / "b.dat")))
+    assert folder == str(root / "t2") and decoy == str(root / "t2" / "b.dat")
+    assert (root / "t2" / "a.dat").read_text().startswith("bpfhol lab data")
+    with pytest.raises(FileExistsError):              # never reused: a planted folder is an error
+        agent.make_lab_files(_lab_job(str(root / "t2" / "a.dat")))
+
+
+def test_lab_root_planted_by_someone_else_is_refused(tmp_path, monkeypatch):
+    """/run/bpfhol-lab must be root's and closed to others; a symlink or an open folder is refused."""
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path)
+    monkeypatch.setattr(agent, "LAB_FILE_ROOT", str(link))
+    with pytest.raises(agent.JobError, match="root-owned"):
+        agent.make_lab_files(_lab_job(str(link / "t" / "a.dat")))
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    os.chmod(open_dir, 0o777)
+    monkeypatch.setattr(agent, "LAB_FILE_ROOT", str(open_dir))
+    with pytest.raises(agent.JobError, match="root-owned"):
+        agent.make_lab_files(_lab_job(str(open_dir / "t" / "a.dat")))
+
+
+@pytest.mark.parametrize("source,refused", [
+    ('#include <linux/fs.h>\nkprobe:f {}', False),
+    ('#include <linux/sched.h>\n#include <net/sock.h>\nBEGIN {}', False),
+    ('#include "/root/secret"\nBEGIN {}', True),
+    ('#include </etc/shadow>\nBEGIN {}', True),
+    ('#include <../../../etc/shadow>\nBEGIN {}', True),
+    ('  #  include "local.h"\nBEGIN {}', True),
+])
+def test_only_kernel_headers_may_be_included(source, refused):
+    assert (agent.refused_include(source) is not None) == refused
+
+
+def test_refused_include_is_reported_as_the_scripts_status(tmp_path):
+    (tmp_path / "q1.bt").write_text('#include "/etc/shadow"\nBEGIN { exit(); }\n')
+    job = json.loads(Path(job_file(tmp_path, scripts=[{"name": "q1", "upload": "q1.bt"}])).read_text())
+    job["_dir"] = str(tmp_path)
+    results, runs = agent.stage_scripts(job, str(tmp_path))
+    assert runs == [] and results[0]["status"] == "refused" and "kernel headers" in results[0]["error"]
+
+
+def test_second_job_waits_then_says_busy(tmp_path, monkeypatch):
+    """One grading job per host: while one holds the lock, another gets 'busy' after its bounded wait."""
+    monkeypatch.setattr(agent, "LOCK_FILE", str(tmp_path / "agent.lock"))
+    held = agent.hold_lock(1)
+    code = ("import sys; sys.path.insert(0, %r); from grader import agent; agent.LOCK_FILE = %r\n"
+            "try:\n    agent.hold_lock(0.5)\nexcept agent.JobError as e:\n    print(e)\n")
+    repo = str(Path(agent.__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", code % (repo, str(tmp_path / "agent.lock"))],
+                         capture_output=True, text=True, timeout=30).stdout
+    assert out.startswith("busy:") and str(os.getpid()) in out
+    os.close(held)
+    out = subprocess.run([sys.executable, "-c", code % (repo, str(tmp_path / "agent.lock"))],
+                         capture_output=True, text=True, timeout=30).stdout
+    assert out == ""
+
+
+def test_the_graders_outer_bound_covers_every_agent_bound():
+    """The grader's timeout comes from the agent's own bounds, so a slow but healthy VM is never cut off."""
+    from grader import grading
+    from grader.labspec import load_lab
+
+    lab = load_lab("kprobes")
+    job = grading.build_job(lab, {ex.id: ("upload", ex.script) for ex in lab.exercises})
+    bounds = agent.job_bounds(job)
+    phases = (bounds["lock_wait"] + bounds["workload_ready"] + bounds["attach"] + bounds["window"]
+              + bounds["workload_end"] + bounds["grace"] + bounds["systemctl"] + bounds["version"])
+    assert agent.worst_case_seconds(job) > phases
+    assert grading.job_timeout(job) > agent.worst_case_seconds(job)
+    assert bounds["lock_wait"] >= agent.run_seconds(bounds)    # a waiting job outlasts a running one

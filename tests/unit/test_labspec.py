@@ -17,7 +17,13 @@ def test_kprobes_lab_loads_and_randomizes():
     runs = [lab.workload_run(random.Random(seed)) for seed in range(20)]
     assert len({r["args"]["file"] for r in runs}) == 20
     assert len({r["args"]["leak-every"] for r in runs}) > 1
-    assert all(r["create_file"].startswith("/var/tmp/bpfhol-lab/") for r in runs)
+    assert all(r["create_file"].startswith("/run/bpfhol-lab/") for r in runs)
+    counts = [r["args"]["count"] for r in runs]
+    assert all(24 <= c <= 144 for c in counts) and len(set(counts)) > 10
+    # the opens are spread over the window, and the starting descriptor really moves
+    assert all(r["args"]["interval-ms"] * r["args"]["count"] <= r["args"]["duration-s"] * 1000 for r in runs)
+    assert all(r["args"].get("spare-fds", 0) == r["fd_offset"] for r in runs)
+    assert len({r["fd_offset"] for r in runs}) > 10
     assert "kprobes" in available_labs()
 
 
@@ -57,46 +63,3 @@ def test_a_new_lab_is_a_new_folder(tmp_path):
     text = (tmp_path / "uprobes" / "lab.yaml").read_text().replace("name: kprobes", "name: uprobes")
     (tmp_path / "uprobes" / "lab.yaml").write_text(text)
     assert load_lab(str(tmp_path / "uprobes")).name == "uprobes"
-
-
-def _simulated_truth(run):
-    """What kprobeme does in one grading run with these parameters (an open at t=0, then one per
-    interval until the run length; every k-th open leaks its fd, the others are closed)."""
-    from grader.truth import Truth
-
-    args = run["args"]
-    n = int(args["duration-s"] * 1000 // args["interval-ms"]) + 1
-    truth, fd = Truth(leak_every=args["leak-every"]), 3 + run["fd_offset"]
-    for seq in range(1, n + 1):
-        truth.opens.append((seq, fd, args["file"]))
-        if seq % args["leak-every"] == 0:
-            truth.leaks.append((seq, fd))
-            fd += 1
-        else:
-            truth.closes.append((seq, fd))
-    return truth
-
-
-def test_made_up_counts_rarely_pass_the_leak_question():
-    """q3 accepts "opens N closes M" (opens minus closes = leaks). A script that prints constants
-    instead of tracing must pass only by luck: the lab randomizes the rate and the leak period so
-    that even the best constant pair matches few runs (was 36 % with ~1 s intervals)."""
-    from grader import bpftrace_output
-    from grader.checks import CHECKS
-
-    lab = load_lab("kprobes")
-    q3 = [e for e in lab.exercises if e.id == "q3"][0]
-    truths = [_simulated_truth(lab.workload_run(random.Random(seed))) for seed in range(300)]
-    assert all(t.leaks for t in truths)                     # every run has something to find
-    best = 0.0
-    for opens in range(5, 60):
-        for leaks in range(1, 25):
-            line = '{"type": "printf", "data": "it leaks: opens %d closes %d\\n"}\n' % (opens, opens - leaks)
-            out = bpftrace_output.parse(line)
-            rate = sum(CHECKS[q3.check](out, t, q3.params).passed for t in truths) / len(truths)
-            best = max(best, rate)
-    assert best < 0.10, best
-    # and the honest answer, the same numbers traced, passes every run
-    for t in truths[:50]:
-        line = '{"type": "printf", "data": "opens %d closes %d\\n"}\n' % (len(t.opens), len(t.closes))
-        assert CHECKS[q3.check](bpftrace_output.parse(line), t, q3.params).passed

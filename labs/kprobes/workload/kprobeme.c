@@ -9,7 +9,8 @@
  * Contract: docs/design.md, section "kprobeme".
  *
  *   kprobeme [--file PATH] [--leak-every N] [--interval-ms MS]
- *            [--duration-s S] [--truth-log PATH]
+ *            [--duration-s S] [--count N] [--truth-log PATH]
+ *            [--spare-fds N] [--hold]
  *
  * Notes for maintainers:
  *  - open() is the libc wrapper (openat(2) underneath), never a raw SYS_open:
@@ -20,6 +21,11 @@
  *  - It prints nothing on success, so the answers are not given away.
  *  - SIGINT/SIGTERM are blocked and collected with sigtimedwait(), so a
  *    signal can never be lost between a check and a sleep.
+ *  - --hold is the grader's start barrier: everything a fresh process does
+ *    (the dynamic loader's opens, the truth log, the spare descriptors) is
+ *    done first, the "start" record is written, and then kprobeme waits for
+ *    SIGUSR1.  The grader sends it once every student script has really
+ *    attached, so a script sees exactly the loop below, as in the lab.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -39,12 +45,18 @@
 #define MAX_DURATION_S 31536000L    /* one year */
 #define MAX_LEAK_EVERY 1000000L
 #define READ_CAP (1024 * 1024)      /* never read more than this per open */
+#define MAX_SPARE_FDS 256L
+#define MAX_COUNT 1000000L
+#define HOLD_MAX_S 900              /* a held kprobeme never waits longer than this */
 
 struct options {
 	const char *file;
 	long leak_every;   /* 0 = never leak */
 	long interval_ms;
 	long duration_s;   /* 0 = run until signalled */
+	long count;        /* 0 = no limit on the number of opens */
+	long spare_fds;    /* descriptors opened before the loop, so fd numbers start higher */
+	int hold;          /* wait for SIGUSR1 before the loop (the grader's barrier) */
 	const char *truth_log;
 };
 
@@ -54,13 +66,17 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: " PROG " [--file PATH] [--leak-every N] [--interval-ms MS]\n"
-		"                [--duration-s S] [--truth-log PATH]\n"
+		"                [--duration-s S] [--count N] [--truth-log PATH]\n"
+		"                [--spare-fds N] [--hold]\n"
 		"  --file PATH       file to open and read every interval\n"
 		"  --leak-every N    leak the descriptor of every N-th open (0: never)\n"
 		"  --interval-ms MS  time between opens, 1..%ld\n"
 		"  --duration-s S    stop after S seconds (0: run until SIGINT/SIGTERM)\n"
-		"  --truth-log PATH  write JSON lines of what really happened (new file, 0600)\n",
-		MAX_INTERVAL_MS);
+		"  --count N         stop after N opens (0: no limit)\n"
+		"  --truth-log PATH  write JSON lines of what really happened (new file, 0600)\n"
+		"  --spare-fds N     open N descriptors of /dev/null first (0..%ld)\n"
+		"  --hold            after start-up, wait for SIGUSR1 (at most %d s) before the loop\n",
+		MAX_INTERVAL_MS, MAX_SPARE_FDS, HOLD_MAX_S);
 }
 
 /* One line on stderr, exit 2: the contract for bad invocations. */
@@ -98,6 +114,9 @@ static void parse_args(int argc, char **argv, struct options *o)
 	o->leak_every = 5;
 	o->interval_ms = 1000;
 	o->duration_s = 0;
+	o->count = 0;
+	o->spare_fds = 0;
+	o->hold = 0;
 	o->truth_log = NULL;
 
 	for (int i = 1; i < argc; i++) {
@@ -110,6 +129,10 @@ static void parse_args(int argc, char **argv, struct options *o)
 			usage(stdout);
 			exit(0);
 		}
+		if (strcmp(arg, "--hold") == 0) {
+			o->hold = 1;
+			continue;
+		}
 		if (strncmp(arg, "--", 2) != 0)
 			die_usage("unexpected argument '%s'", arg);
 		eq = strchr(arg, '=');
@@ -117,7 +140,8 @@ static void parse_args(int argc, char **argv, struct options *o)
 
 #define IS(name) (name_len == strlen(name) && strncmp(arg, name, name_len) == 0)
 		if (!(IS("--file") || IS("--leak-every") || IS("--interval-ms") ||
-		      IS("--duration-s") || IS("--truth-log")))
+		      IS("--duration-s") || IS("--truth-log") || IS("--count") ||
+		      IS("--spare-fds")))
 			die_usage("unknown option '%.*s'", (int)name_len, arg);
 		if (eq) {
 			val = eq + 1;
@@ -139,6 +163,10 @@ static void parse_args(int argc, char **argv, struct options *o)
 			o->interval_ms = parse_long("--interval-ms", val, 1, MAX_INTERVAL_MS);
 		} else if (IS("--duration-s")) {
 			o->duration_s = parse_long("--duration-s", val, 0, MAX_DURATION_S);
+		} else if (IS("--count")) {
+			o->count = parse_long("--count", val, 0, MAX_COUNT);
+		} else if (IS("--spare-fds")) {
+			o->spare_fds = parse_long("--spare-fds", val, 0, MAX_SPARE_FDS);
 		} else if (IS("--truth-log")) {
 			if (*val == '\0')
 				die_usage("--truth-log must not be empty");
@@ -347,7 +375,7 @@ int main(int argc, char **argv)
 {
 	struct options o;
 	struct buf ev;
-	sigset_t sigs;
+	sigset_t sigs, blocked;
 	struct timespec next, end;
 	long opens = 0, closes = 0, leaks = 0, errors = 0;
 	int sig = 0;
@@ -360,7 +388,10 @@ int main(int argc, char **argv)
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
-	if (sigprocmask(SIG_BLOCK, &sigs, NULL) != 0) {
+	/* SIGUSR1 (the grader's "go") is blocked too: collected by --hold, never fatal later. */
+	blocked = sigs;
+	sigaddset(&blocked, SIGUSR1);
+	if (sigprocmask(SIG_BLOCK, &blocked, NULL) != 0) {
 		fprintf(stderr, PROG ": sigprocmask: %s\n", strerror(errno));
 		return 1;
 	}
@@ -375,12 +406,38 @@ int main(int argc, char **argv)
 		}
 	}
 
+	for (long i = 0; i < o.spare_fds; i++) {
+		if (open("/dev/null", O_RDONLY) < 0) {
+			fprintf(stderr, PROG ": --spare-fds: /dev/null: %s\n", strerror(errno));
+			return 1;
+		}
+	}
+
 	buf_start_event(&ev, "start");
 	buf_add(&ev, ", \"pid\": %ld, \"file\": ", (long)getpid());
 	buf_add_json_string(&ev, o.file);
 	buf_add(&ev, ", \"leak_every\": %ld, \"interval_ms\": %ld, \"duration_s\": %ld",
 		o.leak_every, o.interval_ms, o.duration_s);
+	buf_add(&ev, ", \"count\": %ld, \"spare_fds\": %ld, \"hold\": %s", o.count, o.spare_fds,
+		o.hold ? "true" : "false");
 	buf_emit(&ev);
+
+	if (o.hold) {
+		struct timespec limit;
+
+		clock_gettime(CLOCK_MONOTONIC, &limit);
+		limit.tv_sec += HOLD_MAX_S;
+		sig = wait_until(&limit, &blocked);
+		if (sig != SIGUSR1) {
+			buf_start_event(&ev, "exit");
+			buf_add(&ev, ", \"opens\": 0, \"closes\": 0, \"leaks\": 0, \"released\": false");
+			buf_emit(&ev);
+			return sig ? 0 : 3;
+		}
+		sig = 0;
+		buf_start_event(&ev, "released");
+		buf_emit(&ev);
+	}
 
 	clock_gettime(CLOCK_MONOTONIC, &next);
 	end = next;
@@ -392,6 +449,8 @@ int main(int argc, char **argv)
 		int fd;
 
 		if (o.duration_s > 0 && !ts_before(&next, &end))
+			break;
+		if (o.count > 0 && seq > o.count)
 			break;
 		memset(path, 0, sizeof(path));
 		strcpy(path, o.file);
@@ -431,6 +490,8 @@ int main(int argc, char **argv)
 			}
 		}
 
+		if (o.count > 0 && seq >= o.count)
+			break;
 		ts_add_ms(&next, o.interval_ms);
 		if (o.duration_s > 0 && ts_before(&end, &next)) {
 			sig = wait_until(&end, &sigs);
@@ -448,8 +509,11 @@ int main(int argc, char **argv)
 	if (sig)
 		buf_add(&ev, ", \"signal\": \"%s\"", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	buf_emit(&ev);
-	/* Close the log with close(2), so a tracer counting opens minus closes sees only the leaks. */
-	if (truth_fd >= 0)
-		close(truth_fd);
+	/*
+	 * No close(2) of the truth log: it was opened before the loop (and, under
+	 * --hold, before any probe was live), so closing it here would show a
+	 * tracer one close more than the loop made.  exit() releases it without
+	 * a close(2) call.
+	 */
 	return 0;
 }
