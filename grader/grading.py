@@ -5,12 +5,14 @@ thing to fix: script missing -> did not compile/attach -> wrong probe kind -> fl
 the lab's check against ground truth.
 """
 
+import hashlib
 import json
 import re
 import time
 from dataclasses import asdict, dataclass, field
 
-from . import bpftrace_output
+from . import __version__, bpftrace_output
+from .agent import AGENT_VERSION, worst_case_seconds
 from .checks import CHECKS
 from .errors import HostError
 from .truth import parse_truth
@@ -48,6 +50,7 @@ class StudentResult:
     workload: dict = field(default_factory=dict)
     seconds: float = 0.0
     graded_at: float = 0.0
+    evidence: str = ""              # students/<slug>/evidence-*.json: what the verdicts were decided on
 
     def to_dict(self):
         return asdict(self)
@@ -59,13 +62,17 @@ class StudentResult:
         return cls(exercises=exercises, **fields)
 
 
+STRING_OR_COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"|/\*.*?\*/|//[^\n]*', re.S)
+
+
 def strip_comments(source):
-    source = re.sub(r"/\*.*?\*/", " ", source, flags=re.S)
-    return re.sub(r"//[^\n]*", " ", source)
+    """The script without its comments and string literals (a probe named inside a string is no probe)."""
+    return STRING_OR_COMMENT.sub(lambda m: '""' if m.group(0).startswith('"') else " ", source)
 
 
 def probe_kinds(source):
-    """Probe kinds a script declares (kprobe:…, kr:…), comments ignored; BEGIN/END are not probes here."""
+    """Probe kinds a script declares (kprobe:…, kr:…), comments and strings ignored; BEGIN/END are not
+    probes here."""
     kinds = set()
     for m in re.finditer(r"(?m)(^|[\s,}])([A-Za-z]+):[A-Za-z_*]", strip_comments(source)):
         word = m.group(2)
@@ -82,15 +89,19 @@ def build_job(lab, scripts, rng=None):
         how, where = scripts[ex.id]
         job_scripts.append({"name": ex.id, how: where})
     return {
-        "version": 1, "lab": lab.name, "scripts": job_scripts, "workload": workload,
+        "version": AGENT_VERSION, "lab": lab.name, "scripts": job_scripts, "workload": workload,
         "window": lab.window, "attach_timeout": lab.attach_timeout, "grace": lab.grace,
         "output_cap": lab.output_cap, "script_cap": lab.script_cap, "stop_menu_workloads": True,
     }
 
 
-def job_timeout(lab):
-    """Outer bound of one agent run: attach + window + grace + slack for a slow (TCG) host."""
-    return lab.attach_timeout + lab.window + lab.grace + 45
+TRANSPORT_SLACK = 30   # upload, mktemp, cleanup and the reply over a slow link
+
+
+def job_timeout(job):
+    """Outer bound of one agent run: the agent's own worst case for this job (its lock wait and every
+    phase at its bound, grader/agent.py) plus the transport; a slow but healthy host is never cut off."""
+    return worst_case_seconds(job) + TRANSPORT_SLACK
 
 
 def _first_lines(text, n=6):
@@ -98,8 +109,33 @@ def _first_lines(text, n=6):
     return "\n".join(lines[:n])[:FEEDBACK_CAP]
 
 
+DIAGNOSTIC = re.compile(r"^(/[^:\s]+|<[^>]+>|[\w.+-]+\.(?:h|c|bt)):\d+(?::\d+)?")
+
+
+def student_stderr(item):
+    """bpftrace's messages about the student's own script only.  A message about another file (a header
+    clang read) is withheld with the lines that follow it, which may quote that file."""
+    own = item.get("path") or ""
+    out, hiding = [], False
+    for line in (item.get("stderr") or "").splitlines():
+        m = DIAGNOSTIC.match(line)
+        if m:
+            hiding = not (own and m.group(1) == own) and m.group(1) not in ("stdin", "<stdin>")
+            if hiding:
+                if not out or out[-1] != "(a message about another file is not shown)":
+                    out.append("(a message about another file is not shown)")
+                continue
+            line = "your script" + line[len(m.group(1)):]
+        elif hiding and not line.startswith(("ERROR", "WARNING", "Attaching", "stdin")):
+            continue
+        else:
+            hiding = False
+        out.append(line)
+    return "\n".join(out)
+
+
 def _diagnose_failure(item, kinds_required):
-    stderr = item.get("stderr", "")
+    stderr = student_stderr(item)
     low = stderr.lower()
     if "unsafe" in low:
         return "unsafe", ("your script uses functions that need --unsafe (system(), etc.); the grader never "
@@ -116,7 +152,7 @@ def judge_exercise(ex, lab, item, truth):
     if item is None or item.get("status") in ("missing",):
         return ExerciseResult(reason="missing", feedback="%s not found: save your answer as %s in %s"
                               % (ex.script, ex.script, lab.answers_dir), **base)
-    if item.get("status") in ("too_large", "unreadable"):
+    if item.get("status") in ("too_large", "unreadable", "refused"):
         return ExerciseResult(reason=item["status"], feedback="%s could not be used: %s"
                               % (ex.script, item.get("error", "")), **base)
     source = item.get("source", "")
@@ -127,12 +163,12 @@ def judge_exercise(ex, lab, item, truth):
                               % lab.attach_timeout, **base)
     reason, text = _diagnose_failure(item, lab.require_probe_types)
     output = bpftrace_output.parse(item.get("stdout", ""))
-    excerpt = _first_lines(output.printf_text, 12)
+    excerpt = output.excerpt(12)[:FEEDBACK_CAP]
     if reason:
         return ExerciseResult(reason=reason, feedback=text, output_excerpt=excerpt, **base)
     if not item.get("attached"):
         return ExerciseResult(reason="not_attached", feedback="bpftrace never attached your probes:\n"
-                              + _first_lines(item.get("stderr", "")), output_excerpt=excerpt, **base)
+                              + _first_lines(student_stderr(item)), output_excerpt=excerpt, **base)
     if lab.require_probe_types and not probe_kinds(source) & set(lab.require_probe_types):
         return ExerciseResult(reason="wrong_probe_type", feedback="this lab is about %s: your script must attach "
                               "at least one of them (e.g. kprobe:function_name)" % " or ".join(lab.require_probe_types),
@@ -173,8 +209,9 @@ def evaluate(lab, student, raw, visible_only=False):
         if isinstance(item, dict):
             items[str(item.get("name"))] = item
     result = StudentResult(student=student, status="graded", facts=raw.get("facts") or {},
-                           workload={"file": truth.file, "leak_every": truth.leak_every,
-                                     "opens": len(truth.opens), "leaks": len(truth.leaks)})
+                           workload={"file": truth.file, "leak_every": truth.leak_every, "pid": truth.pid,
+                                     "opens": len(truth.opens), "leaks": len(truth.leaks),
+                                     "fd_offset": truth.spare_fds, "released": truth.released})
     for ex in lab.exercises:
         if visible_only and not ex.visible:
             continue
@@ -186,14 +223,42 @@ def evaluate(lab, student, raw, visible_only=False):
 
 
 def grade(backend, lab, student, scripts, uploads=None, rng=None, visible_only=False):
-    """Run one student's scripts on one host and judge them; HostError when the host fails us."""
+    """Run one student's scripts on one host and judge them; HostError when the host fails us.
+
+    The result carries ``evidence_doc``: the job, the agent's whole reply (each script as run, its raw
+    output and errors, the truth log, host facts), written beside the result so any verdict can be
+    audited and re-judged later without a VM (``report --rejudge``)."""
     started = time.time()
     job = build_job(lab, scripts, rng)
-    raw = backend.run_agent_job(job, uploads or {}, timeout=job_timeout(lab))
+    raw = backend.run_agent_job(job, uploads or {}, timeout=job_timeout(job))
     result = evaluate(lab, student, raw, visible_only)
     result.host = backend.name
     result.seconds = round(time.time() - started, 2)
     result.graded_at = time.time()
+    result.evidence_doc = evidence(job, raw, result)
+    return result
+
+
+EVIDENCE_FORMAT = 1
+
+
+def evidence(job, raw, result):
+    """Everything a verdict was decided on, for the instructor's audit and for re-judging."""
+    hashes = {}
+    for item in raw.get("scripts") or []:
+        if isinstance(item, dict) and isinstance(item.get("source"), str):
+            hashes[str(item.get("name"))] = hashlib.sha256(item["source"].encode("utf-8", "replace")).hexdigest()
+    return {"format": EVIDENCE_FORMAT, "grader_version": __version__, "agent_version": raw.get("agent_version"),
+            "student": result.student, "host": result.host, "graded_at": result.graded_at,
+            "seconds": result.seconds, "script_sha256": hashes, "job": job, "reply": raw}
+
+
+def rejudge(lab, doc):
+    """A StudentResult from a saved evidence document, judged by today's checks (no VM involved)."""
+    result = evaluate(lab, str(doc.get("student", "")), doc.get("reply"))
+    result.host = str(doc.get("host", ""))
+    result.seconds = float(doc.get("seconds") or 0)
+    result.graded_at = float(doc.get("graded_at") or 0)
     return result
 
 

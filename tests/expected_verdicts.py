@@ -12,4 +12,12 @@ EXPECTED = {
     "broken": {"q1": {"compile_error"}, "q2": {"unsafe"}, "q3": {"attach_failed", "compile_error"}},
     # str(arg1) on a user pointer / right answer without a kprobe / right answer
     "empty_path": {"q1": {"empty_path"}, "q2": {"wrong_probe_type"}, "q3": {"ok"}},
+    # correct answers written differently (tests/unit/test_answer_variants.py): every one passes
+    "variants_a": {"q1": {"ok"}, "q2": {"ok"}, "q3": {"ok"}},
+    "variants_b": {"q1": {"ok"}, "q2": {"ok"}, "q3": {"ok"}},
+    "variants_c": {"q1": {"ok"}, "q2": {"ok"}, "q3": {"ok"}},
+    "variants_d": {"q1": {"ok"}, "q2": {"ok"}, "q3": {"ok"}},
+    "variants_e": {"q1": {"ok"}, "q2": {"ok"}, "q3": {"ok"}},
+    # printing numbers that do not depend on the run: every path / 0..99 on every line / 0..99 "leaked"
+    "cheat_shotgun": {"q1": {"unfiltered"}, "q2": {"count_mismatch", "too_many_numbers"}, "q3": {"no_leaks"}},
 }

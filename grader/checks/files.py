@@ -1,46 +1,53 @@
-"""Checks about which file a workload opened."""
+"""Checks about which file a workload opened.
 
+opened_path (q1) accepts an output that names the file the workload opened in this run -- its
+full path (from the syscall's user pointer, or from the kernel's struct filename) or its base
+name (e.g. from a dentry) -- anywhere: a printf line, a map key or a string map value.  The path
+is random per run, so it can only be there if the script traced it.  It fails when the output
+also names the decoy: a file beside the lab file that the agent opens from another process
+during the run, so a script that does not keep to the workload's events always shows it.
+"""
+
+import os
 import re
 
-from ..bpftrace_output import PATH_RE
 from . import Verdict, check
 
-# The dynamic loader opens these in every new process; a comm-filtered script sees them too.
-LOADER_PATHS = re.compile(r"^(/etc/ld\.so|/lib|/usr/lib|/lib64|/usr/lib64)")
-MAX_FOREIGN_PATHS = 5
+
+def _names(paths):
+    """The full paths and their base names (base names are random too: <kind>-<token>.dat)."""
+    out = set()
+    for path in paths:
+        if path:
+            out.add(path)
+            out.add(os.path.basename(path))
+    return out
+
+
+def _mentions(texts, names):
+    return any(name in text for name in names for text in texts)
 
 
 @check("opened_path")
 def opened_path(output, truth, params):
-    """The file really opened must appear in what the script printed (printf line or map key).
-
-    The path is random per grading run, so it can only appear if the script traced it.
-    """
     if not truth.opens:
         return Verdict(False, "no_truth", "the workload opened nothing during the run (a lab VM problem)")
-    targets = truth.paths
     texts = output.texts()
-    if any(t in text for t in targets for text in texts):
-        if any(d in text for d in truth.decoys for text in texts):
+    if _mentions(texts, _names(truth.paths)):
+        if _mentions(texts, _names(truth.decoys)):
             return Verdict(False, "unfiltered", "your output includes a file another process opened meanwhile")
-        foreign = set()
-        for text in texts:
-            for m in PATH_RE.finditer(text):
-                p = m.group(0)
-                if p not in targets and len(p) > 1 and not LOADER_PATHS.match(p) and not p.startswith("/run/bpfhol-agent"):
-                    foreign.add(p)
-        if len(foreign) > MAX_FOREIGN_PATHS:
-            return Verdict(False, "unfiltered", "%d other paths were printed as well" % len(foreign))
         return Verdict(True, "ok", "the file kprobeme opened appears in your output")
-    if _looks_empty(output, texts):
+    if _looks_empty(output):
         return Verdict(False, "empty_path", "your output has entries but their path is empty")
     return Verdict(False, "not_found", "%d lines and %d map entries printed, none names the file opened"
                    % (len(output.lines), sum(1 for _ in output.map_items())))
 
 
-def _looks_empty(output, texts):
+def _looks_empty(output):
     """str() of a user pointer read as kernel memory prints as an empty string."""
     if any(key == "" for _, key, _ in output.map_items()):
+        return True
+    if any(val == "" for _, _, val in output.map_items()):
         return True
     lines = output.lines
     if not lines:

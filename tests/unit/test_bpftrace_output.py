@@ -23,14 +23,31 @@ def test_parses_every_record_kind_and_skips_noise():
     assert out.lost_events == 7
     assert out.unparsed_lines == 2
     assert "kprobeme,4" in out.texts()
-    assert 8 in out.counts() and 5 in out.numbers()
+    entries = {(e.map, e.key): e.value for e in out.entries()}
+    assert entries[("@m", ("kprobeme", "4"))] == 3 and entries[("@c", ())] == 8
+    assert out.entries()[0].int_fields() == [(1, 4)]
 
 
-def test_int_keyed_maps_only_when_all_keys_are_ints():
-    out = bo.parse('{"type": "map", "data": {"@a": {"3": 1, "4": 1}, "@b": {"x": 1}, "@c": {}}}')
-    assert out.int_keyed_maps() == {"@a": {3: 1, 4: 1}}
+def test_multi_key_map_keys_split_into_fields_as_both_versions_print_them():
+    """0.17 and 0.23 join tuple keys with commas, strings unquoted (output.cpp: tuple_to_str / str_join)."""
+    out = bo.parse('{"type": "map", "data": {"@fds": {"4242,7": 1, "kprobeme, 8": 2}}}')
+    assert sorted(e.key for e in out.entries()) == [("4242", "7"), ("kprobeme", "8")]
 
 
 def test_numbers_ignore_digits_inside_words_and_paths():
-    out = bo.parse('{"type": "printf", "data": "kprobeme2 /var/tmp/x5 fd=7 -1\\n"}')
-    assert out.ints_by_line() == [[-1]] or out.ints_by_line() == [[7, -1]]
+    from grader.checks.reading import shape_of
+
+    shape, ints = shape_of("kprobeme2 /run/bpfhol-lab/12/x5 fd=7 -1")
+    assert ints == (7, -1) and shape == "kprobeme2 <path> fd=# #"
+
+
+def test_excerpt_shows_maps_and_histograms_not_only_printf():
+    out = bo.parse("\n".join([
+        '{"type": "printf", "data": "tracking\\n"}',
+        '{"type": "map", "data": {"@open": {"5": 1, "6": 1}}}',
+        '{"type": "map", "data": {"@opens": 12}}',
+        '{"type": "hist", "data": {"@fd": [{"min": 5, "max": 5, "count": 3}]}}',
+    ]))
+    text = out.excerpt()
+    assert "tracking" in text and "@open: {5: 1, 6: 1}" in text and "@opens: 12" in text
+    assert "@fd (histogram): [5, 5]: 3" in text

@@ -1,0 +1,144 @@
+"""Correct answers written differently must pass (and the checks stay exact while doing so).
+
+Two corpora:
+* SIMULATED: outputs a student's script would print in many correct forms (other wordings,
+  multi-key maps as both bpftrace versions print them, lhist, counts in words, lines naming their
+  process among other processes' lines), built from the truth of 200 simulated runs each;
+* RECORDED: the variant scripts in tests/fixtures/scripts/kprobes/variants_*/ really run by the
+  agent on real lab VMs (bpftrace 0.23 on Debian 13, 0.17 on Debian 12), judged from the
+  recording (tests/fixtures/record.py); tests/test_recorded_outputs.py holds them to
+  tests/expected_verdicts.py, and this file checks that every variant has been recorded.
+Near-misses (one descriptor off, one open missing) must fail: an exact check is only honest if
+the truth it compares with is exact too, which the agent's start barrier gives.
+"""
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import simulate
+from grader import bpftrace_output
+from grader.checks import CHECKS
+from grader.labspec import load_lab
+
+LAB = load_lab("kprobes")
+EX = {ex.id: ex for ex in LAB.exercises}
+RUNS = simulate.runs(LAB, 200, seed=99)
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def printf(*lines):
+    return "".join(json.dumps({"type": "printf", "data": line + "\n"}) + "\n" for line in lines)
+
+
+def map_(name, table):
+    data = {name: {str(k): v for k, v in table.items()}} if isinstance(table, dict) else {name: table}
+    return json.dumps({"type": "map", "data": data}) + "\n"
+
+
+def judge(ex_id, text, truth):
+    ex = EX[ex_id]
+    return CHECKS[ex.check](bpftrace_output.parse(text), truth, ex.params)
+
+
+def noise(t):
+    """Lines other processes add to an unfiltered script's output (the agent's decoy, a shell)."""
+    return ["python3 %d" % (3 + i % 5) for i in range(30)] + ["bash 7"]
+
+
+VARIANTS = {
+    "q1": {
+        "printf with comm and pid": lambda t: printf("kprobeme pid %d opens %s" % (t.pid, t.file)),
+        "struct filename in do_filp_open": lambda t: printf(t.file),
+        "base name from the dentry": lambda t: printf("opened " + t.file.rsplit("/", 1)[1]),
+        "map of paths": lambda t: map_("@files", {t.file: len(t.opens)}),
+        "first path then exit": lambda t: printf(t.file),
+        "path as a map value": lambda t: map_("@path", {t.pid: t.file}),
+    },
+    "q2": {
+        "a line per open": lambda t: printf(*["open %s -> fd %d" % (t.file, fd) for fd in t.opened_fds]),
+        "fd= with pid and tid": lambda t: printf(*["pid=%d tid=%d fd=%d" % (t.pid, t.pid, fd) for fd in t.opened_fds]),
+        "entry and return lines": lambda t: printf(*[x for fd in t.opened_fds for x in ("openat %s" % t.file,
+                                                                                       "ret %d" % fd)]),
+        "plus read and close lines": lambda t: printf(*[x for fd in t.opened_fds for x in
+                                                        ("open fd %d" % fd, "read fd %d 33" % fd, "read fd %d 0" % fd,
+                                                         "close fd %d" % fd)]),
+        "unfiltered, each line names its process": lambda t: printf(*(
+            [x for fd in t.opened_fds for x in ("kprobeme %d" % fd,)] + noise(t))),
+        "map fd -> opens": lambda t: map_("@fds", dict(Counter(t.opened_fds))),
+        "map (pid, fd) as 0.17 prints it": lambda t: map_("@fds", {"%d,%d" % (t.pid, fd): c
+                                                                   for fd, c in Counter(t.opened_fds).items()}),
+        "map (comm, fd) as 0.23 prints it": lambda t: map_("@", {"kprobeme,%d" % fd: c
+                                                                 for fd, c in Counter(t.opened_fds).items()}),
+        "map in event order": lambda t: map_("@order", dict(enumerate(t.opened_fds))),
+        "lhist with step 1": lambda t: json.dumps({"type": "hist", "data": {"@fd": [
+            {"min": fd, "max": fd, "count": c} for fd, c in sorted(Counter(t.opened_fds).items())]}}) + "\n",
+    },
+    "q3": {
+        "map of open fds": lambda t: map_("@open", {fd: 1 for fd in t.leaked_fds}),
+        "map (pid, fd) with times": lambda t: map_("@open", {"%d,%d" % (t.pid, fd): 123456789 + fd
+                                                             for fd in t.leaked_fds}),
+        "map (comm, fd)": lambda t: map_("@open", {"kprobeme,%d" % fd: 1 for fd in t.leaked_fds}),
+        "leaked fd=N lines": lambda t: printf(*["leaked fd=%d" % fd for fd in t.leaked_fds]),
+        "pid P leaked fd N lines": lambda t: printf(*["pid %d leaked fd %d" % (t.pid, fd) for fd in t.leaked_fds]),
+        "one line listing them": lambda t: printf("still open: " + " ".join(map(str, t.leaked_fds))),
+        "opens N closes M": lambda t: printf("opens %d closes %d" % (len(t.opens), len(t.closes))),
+        "N opens, M closes": lambda t: printf("kprobeme: %d opens, %d closes" % (len(t.opens), len(t.closes))),
+        "opened N files and closed M": lambda t: printf("opened %d files and closed %d" % (len(t.opens),
+                                                                                          len(t.closes))),
+        "scalar count maps": lambda t: map_("@opens", len(t.opens)) + map_("@closes", len(t.closes)),
+        "counts per probe": lambda t: map_("@calls", {"kretprobe:do_sys_openat2": len(t.opens),
+                                                      "tracepoint:syscalls:sys_enter_close": len(t.closes)}),
+        "counts per comm": lambda t: map_("@opens", {"kprobeme": len(t.opens)})
+        + map_("@closes", {"kprobeme": len(t.closes)}),
+        "running totals, last one counts": lambda t: printf(*["opens so far: %d" % i for i in range(1, len(t.opens) + 1)]
+                                                            + ["closes so far: %d" % i
+                                                               for i in range(1, len(t.closes) + 1)]),
+        "counts and leaks map together": lambda t: map_("@open", {fd: 1 for fd in t.leaked_fds})
+        + map_("@opens", len(t.opens)) + map_("@closes", len(t.closes)) + map_("@path", {t.pid: t.file}),
+    },
+}
+
+NEAR_MISSES = {
+    "q1": {"the decoy too": lambda t: printf(t.file, t.decoys[0])},
+    "q2": {
+        "one open missing": lambda t: printf(*["fd %d" % fd for fd in t.opened_fds[1:]]),
+        "one fd off": lambda t: printf(*["fd %d" % (fd + (i == 3)) for i, fd in enumerate(t.opened_fds)]),
+        "map with a count off": lambda t: map_("@fds", {fd: c + (fd == t.opened_fds[0])
+                                                        for fd, c in Counter(t.opened_fds).items()}),
+        "unfiltered, no process named": lambda t: printf(*(["%d" % fd for fd in t.opened_fds]
+                                                           + [n.split()[1] for n in noise(t)])),
+    },
+    "q3": {
+        "a leak missing": lambda t: map_("@open", {fd: 1 for fd in t.leaked_fds[1:]}),
+        "a descriptor too many": lambda t: map_("@open", {fd: 1 for fd in t.leaked_fds + [max(t.opened_fds) + 1]}),
+        "one close missed": lambda t: printf("opens %d closes %d" % (len(t.opens), len(t.closes) - 1)),
+        "only the number of leaks": lambda t: printf("leaks: %d" % len(t.leaks)),
+        "still open listed as opens": lambda t: printf("opens %d" % len(t.opens),
+                                                       "still open: %d" % len(t.leaks)),
+    },
+}
+
+
+@pytest.mark.parametrize("ex_id,name", [(ex, n) for ex, table in VARIANTS.items() for n in table])
+def test_correct_answer_written_differently_passes_every_run(ex_id, name):
+    make = VARIANTS[ex_id][name]
+    failed = [(t.pid, judge(ex_id, make(t), t)) for _, t in RUNS if not judge(ex_id, make(t), t).passed]
+    assert not failed, failed[:2]
+
+
+@pytest.mark.parametrize("ex_id,name", [(ex, n) for ex, table in NEAR_MISSES.items() for n in table])
+def test_near_misses_fail_every_run(ex_id, name):
+    make = NEAR_MISSES[ex_id][name]
+    passed = [t.pid for _, t in RUNS if judge(ex_id, make(t), t).passed]
+    assert not passed
+
+
+def test_every_variant_folder_is_recorded_from_both_bpftrace_generations():
+    variants = sorted(p.name for p in (FIXTURES / "scripts" / "kprobes").iterdir() if p.name.startswith("variants"))
+    assert len(variants) >= 5
+    for case in variants + ["cheat_shotgun"]:
+        for version in ("0.23", "0.17"):
+            assert list(FIXTURES.glob("bpftrace/%s.*/kprobes-%s.json" % (version, case))), (version, case)
