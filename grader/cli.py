@@ -72,9 +72,14 @@ def build_parser():
     sc.add_argument("--answers", default=None, help="answers folder (default: the lab's, e.g. ~/answers/kprobes)")
     sc.add_argument("--connect-timeout", type=int, default=10)
 
-    r = sub.add_parser("report", help="rewrite the reports from a results folder's journal")
+    r = sub.add_parser("report", help="rewrite the reports from a results folder's journal",
+                       description="Rewrite the reports from the journal. With --rejudge, every graded student is "
+                       "judged again by today's checks from the evidence saved with the result (each script's "
+                       "raw output and the workload's truth log): no VM is contacted.")
     r.add_argument("--lab", default="kprobes")
     r.add_argument("--results", required=True)
+    r.add_argument("--rejudge", action="store_true",
+                   help="re-judge graded students from their saved evidence and record the new verdicts")
 
     sub.add_parser("labs", help="list the labs the grader knows")
     return parser
@@ -202,8 +207,39 @@ def cmd_report(args):
     lab = load_lab(args.lab)
     if not Path(args.results, "journal.jsonl").is_file():
         raise GraderError("no journal.jsonl in %s: grade first" % args.results)
-    results = list(Journal(args.results).load().values())
+    journal = Journal(args.results)
+    results = list(journal.load().values())
+    if args.rejudge:
+        results = rejudge_all(lab, journal, results)
     return _finish(results, lab, args.results)
+
+
+def rejudge_all(lab, journal, results):
+    """Judge each graded student again from their evidence; record only verdicts that changed."""
+    from . import grading
+
+    out, changed, judged, missing = [], 0, 0, 0
+    for old in results:
+        doc = journal.evidence(old) if old.status == "graded" else None
+        if doc is None:
+            missing += old.status == "graded"
+            out.append(old)
+            continue
+        judged += 1
+        try:
+            new = grading.rejudge(lab, doc)
+        except HostError as exc:
+            new = grading.not_gradable(old.student, "re-judged: %s" % exc, old.host)
+        new.max_score = lab.max_score
+        new.evidence = old.evidence
+        if [(e.id, e.passed, e.reason) for e in new.exercises] != [(e.id, e.passed, e.reason) for e in old.exercises]:
+            changed += 1
+            journal.record(new, lab)
+        out.append(new)
+    print("re-judged %d students from their evidence: %d verdicts changed%s" % (
+        judged, changed, ", %d without evidence kept as they were" % missing if missing else ""),
+        file=sys.stderr)
+    return out
 
 
 def cmd_labs(args):

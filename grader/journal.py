@@ -1,6 +1,11 @@
 """Results are never lost: each student's result is appended to journal.jsonl (fsync'd) and
 written as students/<slug>/results.json the moment it is known.  A rerun reads the journal
-and skips finished students; a line cut by a crash is ignored (that student is regraded)."""
+and skips finished students; a line cut by a crash is ignored (that student is regraded).
+
+Evidence: a graded result's whole basis (the job, each script as run with its hash, bpftrace's
+raw output and errors, the truth log, host facts) is written first, as
+students/<slug>/evidence-<time>.json, and the journal line names it; one file per grading run,
+so a regrade never overwrites what an earlier verdict was decided on."""
 
 import errno
 import hashlib
@@ -48,12 +53,29 @@ class Journal:
             pass
         return done
 
+    def evidence(self, result):
+        """The evidence document a journal result names, or None (not gradable, or an older run)."""
+        if not result.evidence or "/" in result.evidence or result.evidence.startswith("."):
+            return None
+        path = self.dir / "students" / slug(result.student) / result.evidence
+        try:
+            with open(path, "r", errors="replace") as fh:
+                doc = json.load(fh)
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) else None
+
     def record(self, result, lab):
-        line = json.dumps(result.to_dict(), sort_keys=True) + "\n"
         with self.lock:
             try:
                 student_dir = self.dir / "students" / slug(result.student)
                 student_dir.mkdir(parents=True, exist_ok=True)
+                doc = getattr(result, "evidence_doc", None)
+                if doc is not None:
+                    name = "evidence-%d.json" % int(result.graded_at * 1000)
+                    write_atomic(student_dir / name, json.dumps(doc, sort_keys=True))
+                    result.evidence = name
+                line = json.dumps(result.to_dict(), sort_keys=True) + "\n"
                 write_atomic(student_dir / "results.json", json.dumps(gradescope.results_json(result, lab), indent=2))
                 fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
                 try:
