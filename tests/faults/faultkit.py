@@ -106,7 +106,7 @@ def agent_running_under(pid):
     return any("bpfhol-agent run" in cmdline(p) for p in descendants(pid))
 
 
-LEFTOVER = re.compile(r"(/run/bpfhol-agent-[A-Za-z0-9_]+|/var/tmp/bpfhol-lab/[0-9a-f]{16}|/tmp/bpfhol-[A-Za-z0-9]{10})/")
+LEFTOVER = re.compile(r"(/run/bpfhol-agent-[A-Za-z0-9_]+|/run/bpfhol-lab/[0-9a-f]{16}|/tmp/bpfhol-[A-Za-z0-9]{10})/")
 
 
 def kill_tree(pid):
@@ -252,22 +252,8 @@ def assert_one_line_error(proc, code, *words):
         assert w in err, err
 
 
-STARVED_SECONDS = 12   # a reference student takes 5-8 s here; beyond this the machine is starved
-
-
 def graded_normally(rec):
-    """A reference student's result: full marks.  One allowance, seen only on a starved machine
-    (other sessions' VMs, load average 30-100 on 2 CPUs; the student's run took twice its usual
-    time): the exact leaked-set check (q3) can miss there.  Then the student must still be graded
-    with every other exercise passed, and the miss is reported as a warning, not hidden."""
-    import warnings
-
-    if rec.get("status") != "graded":
-        return False
-    if rec["score"] == rec["max_score"]:
-        return True
-    failed = [e["id"] for e in rec["exercises"] if not e["passed"]]
-    if failed == ["q3"] and rec.get("seconds", 0) > STARVED_SECONDS:
-        warnings.warn("%s: q3 missed on a starved machine (%.1f s run)" % (rec["student"][:40], rec["seconds"]))
-        return True
-    return False
+    """A reference student's result: full marks, with no allowance.  (Before the agent's start barrier,
+    a starved machine could start the workload before a script's probes were live and q3 missed; the
+    barrier makes every script see the whole loop, so a miss now is a bug, never noise.)"""
+    return rec.get("status") == "graded" and rec["score"] == rec["max_score"]
