@@ -145,10 +145,22 @@ def host_side_cpu(agent, lab_dir, answers, work):
     return sorted(costs)[1]
 
 
-def write_roster(path, hosts, agent, answers):
+def host_agents(prefix, n):
+    """One install prefix per simulated host: the agent allows one grading job per host (its lock is per
+    prefix off /opt/bpfhol), so hosts sharing one prefix would run one at a time, unlike real VMs."""
+    agents = []
+    for i in range(n):
+        copy = Path("%s-%03d" % (prefix, i))
+        if not copy.exists():
+            shutil.copytree(prefix, copy, symlinks=True)
+        agents.append(str(copy / "sbin" / "bpfhol-agent"))
+    return agents
+
+
+def write_roster(path, hosts, agents, answers):
     rows = ["student,host,port,user,key,agent,answers"]
     for i, h in enumerate(hosts):
-        rows.append("s%03d,%s,%d,root,%s,%s,%s" % (i, h.host, h.port, h.key, agent, answers))
+        rows.append("s%03d,%s,%d,root,%s,%s,%s" % (i, h.host, h.port, h.key, agents[i], answers))
     Path(path).write_text("\n".join(rows) + "\n")
     return path
 
@@ -172,7 +184,7 @@ def wait_idle(prefix, timeout=120):
         time.sleep(0.5)
 
 
-def run_ansible(work, hosts, agent, lab_dir, answers):
+def run_ansible(work, hosts, agents, lab_dir, answers):
     from grader.cohort import cohort_scripts
     from grader.grading import build_job
     from grader.labspec import load_lab
@@ -189,7 +201,8 @@ def run_ansible(work, hosts, agent, lab_dir, answers):
         job = build_job(lab, cohort_scripts(lab, Entry(student=name, answers=str(answers))))
         (jobs / (name + ".json")).write_text(json.dumps(job))
         inv.append("%s ansible_host=%s ansible_port=%d ansible_user=root ansible_ssh_private_key_file=%s "
-                   "ansible_python_interpreter=/usr/bin/python3" % (name, h.host, h.port, h.key))
+                   "ansible_python_interpreter=/usr/bin/python3 bpfhol_agent=%s" % (name, h.host, h.port, h.key,
+                                                                                  agents[i]))
     (Path(work) / "inventory").write_text("\n".join(inv) + "\n")
     cfg = Path(work) / "ansible.cfg"
     cfg.write_text("[defaults]\nhost_key_checking = False\nretry_files_enabled = False\ninterpreter_python = "
@@ -206,7 +219,7 @@ def run_ansible(work, hosts, agent, lab_dir, answers):
         [ansible, "all", "-i", "inventory", "-f", n, "-m", "copy", "-a",
          "src=%s/{{ inventory_hostname }}.json dest=%s mode=0600" % (jobs, remote)],
         [ansible, "all", "-i", "inventory", "-f", n, "-m", "shell", "-a",
-         "%s run %s; rc=$?; rm -f %s; exit $rc" % (agent, remote, remote)],
+         "{{ bpfhol_agent }} run %s; rc=$?; rm -f %s; exit $rc" % (remote, remote)],
     ]
     t0 = time.monotonic()
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -264,7 +277,8 @@ def main():
         hosts = [add_host(farm, not args.keep_bashrc) for _ in range(max(sizes))]
         # Warm-up, untimed: the first bpftrace on a machine pays for reading BTF and the like (~3 s);
         # every timed run then starts warm, the same for each method.
-        run_grader(write_roster(work / "warm.csv", hosts[:1], agent, answers), lab, work / "warm", 1)
+        agents = host_agents(work / "prefix", max(sizes))
+        run_grader(write_roster(work / "warm.csv", hosts[:1], agents, answers), lab, work / "warm", 1)
         host_cpu = host_side_cpu(agent, lab, answers, work)
         log("one student's job costs the lab host %.2f CPU-s" % host_cpu)
         for n in sizes:
@@ -272,15 +286,15 @@ def main():
             run_dir = work / ("n%d" % n)
             run_dir.mkdir()
             if "parallel" in methods:
-                wait_idle(work / "prefix")
-                roster = write_roster(run_dir / "roster.csv", hosts[:n], agent, answers)
+                wait_idle(work)
+                roster = write_roster(run_dir / "roster.csv", hosts[:n], agents, answers)
                 log("N=%d parallel ..." % n)
                 row["parallel"] = run_grader(roster, lab, run_dir / "par", n)
                 log("  %s" % {k: v for k, v in row["parallel"].items() if k != "stderr"})
             if "sequential" in methods:
-                wait_idle(work / "prefix")
+                wait_idle(work)
                 k = min(n, args.seq_sample)
-                roster = write_roster(run_dir / "seq.csv", hosts[:k], agent, answers)
+                roster = write_roster(run_dir / "seq.csv", hosts[:k], agents, answers)
                 log("N=%d sequential (%d students timed) ..." % (n, k))
                 seq = run_grader(roster, lab, run_dir / "seq", 1)
                 seq["sampled"] = k
@@ -289,9 +303,9 @@ def main():
                 row["sequential"] = seq
                 log("  %s" % {k2: v for k2, v in seq.items() if k2 != "stderr"})
             if "ansible" in methods:
-                wait_idle(work / "prefix")
+                wait_idle(work)
                 log("N=%d ansible ..." % n)
-                row["ansible"] = run_ansible(run_dir, hosts[:n], agent, lab, answers)
+                row["ansible"] = run_ansible(run_dir, hosts[:n], agents, lab, answers)
                 log("  %s" % row["ansible"])
             rows.append(row)
     finally:

@@ -57,7 +57,10 @@ SAFE_ARG = re.compile(r"^[A-Za-z0-9_.,:/=+-]{1,200}$")
 # The randomized lab files live under a root-only folder the agent creates and checks (never /tmp,
 # /var/tmp or any other place where another user could plant a symlink or a folder first).
 LAB_FILE_ROOT = "/run/bpfhol-lab"
-LOCK_FILE = "/run/bpfhol-agent.lock"   # /run is root-only (not /run/lock, which is world-writable)
+# One grading job per host at a time (/run is root-only; not /run/lock, which is world-writable).  An agent
+# installed under another prefix than /opt/bpfhol (the tests' and benchmark's simulated hosts sharing one
+# machine) has a lock of its own, so hosts simulated with separate prefixes run side by side.
+LOCK_FILE = "/run/bpfhol-agent.lock"
 # Hard ceilings, whatever the job says.
 MAX_WINDOW = 120
 MAX_SCRIPTS = 8
@@ -278,13 +281,20 @@ def check_job(job_path):
     return job
 
 
+def lock_file():
+    prefix = prefix_dir()
+    if prefix == "/opt/bpfhol" or LOCK_FILE != "/run/bpfhol-agent.lock":
+        return LOCK_FILE
+    import hashlib
+
+    return "/run/bpfhol-agent-%s.lock" % hashlib.sha256(prefix.encode()).hexdigest()[:12]
+
+
 def hold_lock(wait):
     """One grading job per host: two at once would trace each other's workloads.  Returns the
     open lock file (held until it is closed or this process dies); JobError "busy" after ``wait``."""
-    lock_dir = os.path.dirname(LOCK_FILE)
-    if not os.path.isdir(lock_dir):
-        os.makedirs(lock_dir, mode=0o755, exist_ok=True)
-    fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    path = lock_file()
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     deadline = now() + wait
     while True:
         try:

@@ -86,3 +86,24 @@ def test_the_decoy_sits_beside_the_lab_file_under_another_name():
         run = load_lab("kprobes").workload_run(random.Random(seed))
         assert os.path.dirname(run["decoy_file"]) == os.path.dirname(run["create_file"])
         assert run["decoy_file"] not in run["create_file"] and run["create_file"] not in run["decoy_file"]
+
+
+def test_a_probe_named_inside_a_string_is_no_probe():
+    """The lab's rule "attach a kprobe" is not met by the text of one in a printf or a comment."""
+    src = 'tracepoint:syscalls:sys_exit_openat { printf(" kprobe:x\\n"); } // kprobe:y\n/* kr:z */'
+    assert grading.probe_kinds(src) == {"tracepoint"}
+    assert grading.probe_kinds('BEGIN { printf("a \\" kprobe:x"); }\nkretprobe:do_sys_openat2 { }') == {"kretprobe"}
+
+
+def test_compile_errors_about_other_files_are_withheld():
+    """bpftrace runs as root: a clang error about a header must not quote that file to the student."""
+    item = {"path": "/run/bpfhol-agent-ab/s0.bt", "exit_code": 1, "attached": False, "stderr": "\n".join([
+        "/usr/src/secret.h:1:1: error: unknown type name 'TOPSECRET'",
+        "TOPSECRET",
+        "^",
+        "/run/bpfhol-agent-ab/s0.bt:3:5-9: ERROR: syntax error",
+        "kprobe:x { oops }",
+    ])}
+    text = grading.student_stderr(item)
+    assert "TOPSECRET" not in text and "secret.h" not in text
+    assert "your script:3:5-9: ERROR: syntax error" in text and "kprobe:x { oops }" in text
