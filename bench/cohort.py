@@ -146,13 +146,16 @@ def host_side_cpu(agent, lab_dir, answers, work):
 
 
 def host_agents(prefix, n):
-    """One install prefix per simulated host: the agent allows one grading job per host (its lock is per
-    prefix off /opt/bpfhol), so hosts sharing one prefix would run one at a time, unlike real VMs."""
+    """One install prefix per simulated host, each with a lock of its own (etc/lock-per-prefix): the agent
+    allows one grading job per host, and hosts sharing this machine would otherwise share one lock and
+    run one at a time, unlike real VMs.  (Their workloads see each other: this measures time, not verdicts.)"""
     agents = []
     for i in range(n):
         copy = Path("%s-%03d" % (prefix, i))
         if not copy.exists():
             shutil.copytree(prefix, copy, symlinks=True)
+            (copy / "etc").mkdir(exist_ok=True)
+            (copy / "etc" / "lock-per-prefix").write_text("benchmark: one lock per simulated host\n")
         agents.append(str(copy / "sbin" / "bpfhol-agent"))
     return agents
 

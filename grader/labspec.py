@@ -172,7 +172,7 @@ def load_lab(name_or_path, labs_dir=None):
         name=str(_need(data, "name", str, where)), title=str(data.get("title", "")), path=lab_dir,
         answers_dir=str(data.get("answers_dir", "~/answers/%s" % data["name"])),
         require_probe_types=list(probe_types), workload=workload,
-        window=num("window_seconds", 12, 2, 120), attach_timeout=num("attach_timeout_seconds", 60, 5, 120),
+        window=num("window_seconds", 12, 2, 120), attach_timeout=num("attach_timeout_seconds", 60, 5, 240),
         grace=num("grace_seconds", 4, 1, 30), output_cap=int(num("output_cap_bytes", 262144, 1024, 8 << 20)),
         script_cap=int(num("script_cap_bytes", 65536, 256, 1 << 20)), exercises=exercises,
     )

@@ -110,3 +110,30 @@ def test_grader_account_may_run_the_agent_and_nothing_else(lab_vm):
     assert ok.returncode == 0 and '"agent_version"' in ok.stdout, ok.stderr
     denied = subprocess.run(base + ["sudo -n id"], capture_output=True, text=True, timeout=120)
     assert denied.returncode != 0
+
+
+def test_counters_beside_a_slow_script_see_every_open_and_close(roster, tmp_path):
+    """The start barrier on a real VM: counters at the syscall entry points (the probe that missed the first
+    opens before the barrier existed) count exactly the workload's opens and closes, while another script
+    of the same student attaches a hundred probes slowly."""
+    from grader import bpftrace_output
+    from grader.truth import parse_truth
+
+    folder = tmp_path / "SUBMISSIONS" / "barrier"
+    folder.mkdir(parents=True)
+    (folder / "q1.bt").write_text('kprobe:__*_sys_openat /comm == "kprobeme"/ { @opens = count(); }\n'
+                                  'kprobe:__*_sys_close /comm == "kprobeme"/ { @closes = count(); }\n')
+    (folder / "q2.bt").write_text('kprobe:vfs_* /comm == "kprobeme"/ { @[probe] = count(); }\n')
+    (folder / "q3.bt").write_text('kretprobe:do_sys_openat2 /comm == "kprobeme"/ { @returns = count(); }\n')
+    results = tmp_path / "results"
+    proc = grader("submissions", str(folder.parent), "--vms", str(roster), "--results", str(results), "--quiet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    row = json.loads((results / "journal.jsonl").read_text().splitlines()[-1])
+    doc = json.loads((results / "students" / "barrier" / row["evidence"]).read_text())
+    truth = parse_truth(doc["reply"]["workload"]["truth"])
+    q1, q2, q3 = doc["reply"]["scripts"]
+    assert q1["attached"] and q2["attached"] and q3["attached"], (q1["stderr"], q2["stderr"], q3["stderr"])
+    counters = bpftrace_output.parse(q1["stdout"]).maps
+    assert counters.get("@opens") == len(truth.opens) and counters.get("@closes") == len(truth.closes), counters
+    assert bpftrace_output.parse(q3["stdout"]).maps.get("@returns") == len(truth.opens)
+    assert truth.opened_fds[0] == 4 + doc["job"]["workload"]["fd_offset"]
