@@ -37,6 +37,9 @@ def _common(p):
     p.add_argument("--connect-timeout", type=int, default=10, help="seconds per SSH connect step (default 10)")
     p.add_argument("--retries", type=int, default=1, help="regrade after a lost connection this many times (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--lms-assignment", default=None, metavar="NAME",
+                   help="assignment column of canvas.csv and moodle.csv (default: 'bpfhol <lab>'; for Canvas, "
+                   "'Name (12345)' updates the existing assignment 12345); remembered in <results>/lms.json")
 
 
 def build_parser():
@@ -108,11 +111,27 @@ def _finish(results, lab, results_dir, quiet=False, judged=None):
         raise GraderError("cannot write reports to %s: %s (the journal keeps every result; rerun `report`)"
                           % (results_dir, exc.strerror))
     if not quiet:
+        from .reports import lms
+
         sys.stdout.write(table.render(results, lab))
-        sys.stdout.write("reports: %s/{summary.txt,gradebook.csv,junit.xml,index.html,students/*/results.json}\n"
-                         % results_dir)
+        sys.stdout.write("reports: %s/{summary.txt,gradebook.csv,canvas.csv,moodle.csv,junit.xml,index.html,"
+                         "students/*/results.json}\n" % results_dir)
+        nameless = lms.unmatched(results, lms.load(results_dir))
+        if nameless:
+            sys.stdout.write("note: %d of %d students have no email, lms_id, sis_id or login in the roster; "
+                             "Canvas and Moodle cannot match them (e.g. %s)\n"
+                             % (len(nameless), len(results), ", ".join(nameless[:3])))
     judged = results if judged is None else judged
     return EXIT_OK if all(r.status == "graded" for r in judged) else EXIT_NOT_GRADABLE
+
+
+def _remember_lms(results_dir, entries, assignment):
+    from .reports import lms
+
+    try:
+        lms.remember(results_dir, entries, assignment)
+    except OSError as exc:
+        raise GraderError("cannot write %s/lms.json: %s" % (results_dir, exc.strerror))
 
 
 def cmd_grade(args):
@@ -132,6 +151,7 @@ def cmd_grade(args):
         raise GraderError("--parallel must be at least 1")
     results_dir = args.results or os.path.join("results", lab.name)
     journal = Journal(results_dir)
+    _remember_lms(results_dir, entries, args.lms_assignment)
     judged = grade_roster(lab, entries, journal, parallel=args.parallel, force=args.force, retries=args.retries,
                           options=_options(args, results_dir))
     return _finish(cohort_results(journal, [e.student for e in entries]), lab, results_dir, args.quiet, judged)
@@ -151,6 +171,7 @@ def cmd_submissions(args):
         raise GraderError("no usable lab VM in %s: %s" % (args.vms, vms[0].problem))
     results_dir = args.results or os.path.join("results", lab.name)
     journal = Journal(results_dir)
+    _remember_lms(results_dir, (), args.lms_assignment)
     judged = grade_submissions(lab, subs, vms, journal, force=args.force, retries=args.retries,
                                options=_options(args, results_dir))
     return _finish(cohort_results(journal, [s.student for s in subs]), lab, results_dir, args.quiet, judged)
