@@ -141,20 +141,20 @@ def cmd_grade(args):
     from .roster import load_roster
 
     lab = load_lab(args.lab)
-    entries = load_roster(args.roster, args.format)
+    cohort = entries = load_roster(args.roster, args.format)
     if args.student:
         wanted = set(args.student)
-        entries = [e for e in entries if e.student in wanted]
+        entries = [e for e in cohort if e.student in wanted]
         if not entries:
             raise GraderError("none of --student %s is in the roster" % ", ".join(sorted(wanted)))
     if args.parallel < 1:
         raise GraderError("--parallel must be at least 1")
     results_dir = args.results or os.path.join("results", lab.name)
     journal = Journal(results_dir)
-    _remember_lms(results_dir, entries, args.lms_assignment)
+    _remember_lms(results_dir, cohort, args.lms_assignment)
     judged = grade_roster(lab, entries, journal, parallel=args.parallel, force=args.force, retries=args.retries,
                           options=_options(args, results_dir))
-    return _finish(cohort_results(journal, [e.student for e in entries]), lab, results_dir, args.quiet, judged)
+    return _finish(cohort_results(journal, [e.student for e in cohort]), lab, results_dir, args.quiet, judged)
 
 
 def cmd_submissions(args):
