@@ -76,7 +76,7 @@ def test_reports_cover_the_cohort_and_reruns_retry_the_not_gradable(tmp_path, fa
     assert rerun.returncode == 0, rerun.stderr
     lines = journal(results)
     assert [r["student"] for r in lines] == ["alice", "bob", "carol", "bob", "carol"]
-    assert lines[-1]["status"] == "graded" and lines[-1]["score"] == lines[-1]["max_score"], lines[-1]["exercises"]
+    assert lines[-1]["status"] == "graded" and lines[-1]["score"] > 0, lines[-1]
     book = list(csv.DictReader((results / "gradebook.csv").open()))
     assert [(r["student"], r["status"]) for r in book] == [("alice", "graded"), ("bob", "graded"), ("carol", "graded")]
     # And a plain rerun of a finished cohort grades nobody.
