@@ -49,7 +49,8 @@ def build_parser():
 
     g = sub.add_parser("grade", help="grade a cohort: each student's own VM, scripts in their answers folder",
                        description="SSH into every student VM in the roster, run their scripts against a fresh "
-                       "randomized workload, and write reports. Rerunning resumes: finished students are skipped.")
+                       "randomized workload, and write reports. Rerunning resumes: graded students are skipped, students "
+                       "recorded as not gradable are tried again.")
     g.add_argument("roster", help="YAML/CSV roster (student,host,port,user,key), Ansible inventory (file or folder, "
                    "read with ansible-inventory), or ssh_config (e.g. the output of `vagrant ssh-config`)")
     g.add_argument("--format", choices=ROSTER_FORMATS, help="roster format (default: guessed)")
