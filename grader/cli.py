@@ -16,18 +16,30 @@ from pathlib import Path
 from .errors import GraderError, HostError
 
 EXIT_OK, EXIT_NOT_GRADABLE, EXIT_INPUT, EXIT_WRITE, EXIT_BROKEN = 0, 1, 2, 3, 4
+ROSTER_FORMATS = ["yaml", "csv", "ansible", "ini", "ssh_config"]
+KNOWN_HOSTS_HELP = ("known_hosts file where the grader pins each host's key on first contact (default: "
+                    "$BPFHOL_KNOWN_HOSTS, else ~/.cache/bpfhol/known_hosts; the same for every command)")
+
+
+def default_known_hosts():
+    """One pinned-key file per instructor account, shared by grade, submissions, preflight and self-check, so a new
+    results folder does not trust a changed key again."""
+    return os.environ.get("BPFHOL_KNOWN_HOSTS") or os.path.expanduser("~/.cache/bpfhol/known_hosts")
 
 
 def _common(p):
     p.add_argument("--lab", default="kprobes", help="lab name (a folder in labs/) or a lab folder path (default: kprobes)")
     p.add_argument("--results", default=None, help="results folder (default: results/<lab>)")
     p.add_argument("--force", action="store_true", help="regrade students already in the journal")
-    p.add_argument("--known-hosts", default=None, help="known_hosts file the grader keeps (default: <results>/known_hosts)")
+    p.add_argument("--known-hosts", default=None, help=KNOWN_HOSTS_HELP)
     p.add_argument("--replace-host-keys", action="store_true",
                    help="accept hosts whose key changed (e.g. rebuilt VMs) and record the new key")
     p.add_argument("--connect-timeout", type=int, default=10, help="seconds per SSH connect step (default 10)")
     p.add_argument("--retries", type=int, default=1, help="regrade after a lost connection this many times (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--lms-assignment", default=None, metavar="NAME",
+                   help="assignment column of canvas.csv and moodle.csv (default: 'bpfhol <lab>'; for Canvas, "
+                   "'Name (12345)' updates the existing assignment 12345); remembered in <results>/lms.json")
 
 
 def build_parser():
@@ -37,12 +49,14 @@ def build_parser():
 
     g = sub.add_parser("grade", help="grade a cohort: each student's own VM, scripts in their answers folder",
                        description="SSH into every student VM in the roster, run their scripts against a fresh "
-                       "randomized workload, and write reports. Rerunning resumes: finished students are skipped.")
-    g.add_argument("roster", help="YAML/CSV roster (student,host,port,user,key), Ansible inventory, or ssh_config "
-                   "(e.g. the output of `vagrant ssh-config`)")
-    g.add_argument("--format", choices=["yaml", "csv", "ini", "ssh_config"], help="roster format (default: guessed)")
+                       "randomized workload, and write reports. Rerunning resumes: graded students are skipped, students "
+                       "recorded as not gradable are tried again.")
+    g.add_argument("roster", help="YAML/CSV roster (student,host,port,user,key), Ansible inventory (file or folder, "
+                   "read with ansible-inventory), or ssh_config (e.g. the output of `vagrant ssh-config`)")
+    g.add_argument("--format", choices=ROSTER_FORMATS, help="roster format (default: guessed)")
     g.add_argument("--parallel", type=int, default=16, help="hosts graded at once (default 16)")
-    g.add_argument("--student", action="append", help="grade only this student (repeatable)")
+    g.add_argument("--student", action="append",
+                   help="grade only this student (repeatable); the reports still list the whole cohort")
     _common(g)
 
     s = sub.add_parser("submissions", help="grade a folder SUBMISSIONS/<student-id>/q1.bt ... on lab VMs you name",
@@ -50,15 +64,15 @@ def build_parser():
                        "student per VM at a time (every probe sees the whole kernel); several VMs share the load.")
     s.add_argument("folder", help="SUBMISSIONS folder")
     s.add_argument("--vms", required=True, help="roster of lab VMs (same formats as grade)")
-    s.add_argument("--format", choices=["yaml", "csv", "ini", "ssh_config"], help="VM roster format")
+    s.add_argument("--format", choices=ROSTER_FORMATS, help="VM roster format")
     _common(s)
 
     pf = sub.add_parser("preflight", help="check lab hosts: arch, kernel, bpftrace, BTF, a real kprobe attach",
                         description="Reports per host whether it can grade, apart from grades.")
     pf.add_argument("roster")
-    pf.add_argument("--format", choices=["yaml", "csv", "ini", "ssh_config"])
+    pf.add_argument("--format", choices=ROSTER_FORMATS)
     pf.add_argument("--parallel", type=int, default=16)
-    pf.add_argument("--known-hosts", default=None)
+    pf.add_argument("--known-hosts", default=None, help=KNOWN_HOSTS_HELP)
     pf.add_argument("--replace-host-keys", action="store_true")
     pf.add_argument("--connect-timeout", type=int, default=10)
 
@@ -70,6 +84,7 @@ def build_parser():
     where.add_argument("--local", action="store_true", help="run here, on the lab VM")
     where.add_argument("--roster", help="ssh_config/roster naming the VM (first entry is used)")
     sc.add_argument("--answers", default=None, help="answers folder (default: the lab's, e.g. ~/answers/kprobes)")
+    sc.add_argument("--known-hosts", default=None, help=KNOWN_HOSTS_HELP)
     sc.add_argument("--connect-timeout", type=int, default=10)
 
     r = sub.add_parser("report", help="rewrite the reports from a results folder's journal",
@@ -86,12 +101,14 @@ def build_parser():
 
 
 def _options(args, results_dir):
-    return {"known_hosts": args.known_hosts or str(Path(results_dir) / "known_hosts"),
+    return {"known_hosts": args.known_hosts or default_known_hosts(),
             "replace_host_keys": args.replace_host_keys, "connect_timeout": args.connect_timeout,
             "quiet": getattr(args, "quiet", False)}
 
 
-def _finish(results, lab, results_dir, quiet=False):
+def _finish(results, lab, results_dir, quiet=False, judged=None):
+    """Write every report for `results` (the whole cohort); the exit code speaks for `judged` (this run's students,
+    default: all of them)."""
     from .reports import table, write_all
 
     try:
@@ -100,36 +117,54 @@ def _finish(results, lab, results_dir, quiet=False):
         raise GraderError("cannot write reports to %s: %s (the journal keeps every result; rerun `report`)"
                           % (results_dir, exc.strerror))
     if not quiet:
+        from .reports import lms
+
         sys.stdout.write(table.render(results, lab))
-        sys.stdout.write("reports: %s/{summary.txt,gradebook.csv,junit.xml,index.html,students/*/results.json}\n"
-                         % results_dir)
-    return EXIT_OK if all(r.status == "graded" for r in results) else EXIT_NOT_GRADABLE
+        sys.stdout.write("reports: %s/{summary.txt,gradebook.csv,canvas.csv,moodle.csv,junit.xml,index.html,"
+                         "students/*/results.json}\n" % results_dir)
+        nameless = lms.unmatched(results, lms.load(results_dir))
+        if nameless:
+            sys.stdout.write("note: %d of %d students have no email, lms_id, sis_id or login in the roster; "
+                             "Canvas and Moodle cannot match them (e.g. %s)\n"
+                             % (len(nameless), len(results), ", ".join(nameless[:3])))
+    judged = results if judged is None else judged
+    return EXIT_OK if all(r.status == "graded" for r in judged) else EXIT_NOT_GRADABLE
+
+
+def _remember_lms(results_dir, entries, assignment):
+    from .reports import lms
+
+    try:
+        lms.remember(results_dir, entries, assignment)
+    except OSError as exc:
+        raise GraderError("cannot write %s/lms.json: %s" % (results_dir, exc.strerror))
 
 
 def cmd_grade(args):
-    from .cohort import grade_roster
+    from .cohort import cohort_results, grade_roster
     from .journal import Journal
     from .labspec import load_lab
     from .roster import load_roster
 
     lab = load_lab(args.lab)
-    entries = load_roster(args.roster, args.format)
+    cohort = entries = load_roster(args.roster, args.format)
     if args.student:
         wanted = set(args.student)
-        entries = [e for e in entries if e.student in wanted]
+        entries = [e for e in cohort if e.student in wanted]
         if not entries:
             raise GraderError("none of --student %s is in the roster" % ", ".join(sorted(wanted)))
     if args.parallel < 1:
         raise GraderError("--parallel must be at least 1")
     results_dir = args.results or os.path.join("results", lab.name)
     journal = Journal(results_dir)
-    results = grade_roster(lab, entries, journal, parallel=args.parallel, force=args.force, retries=args.retries,
-                           options=_options(args, results_dir))
-    return _finish(results, lab, results_dir, args.quiet)
+    _remember_lms(results_dir, cohort, args.lms_assignment)
+    judged = grade_roster(lab, entries, journal, parallel=args.parallel, force=args.force, retries=args.retries,
+                          options=_options(args, results_dir))
+    return _finish(cohort_results(journal, [e.student for e in cohort]), lab, results_dir, args.quiet, judged)
 
 
 def cmd_submissions(args):
-    from .cohort import grade_submissions
+    from .cohort import cohort_results, grade_submissions
     from .journal import Journal
     from .labspec import load_lab
     from .roster import load_roster
@@ -142,9 +177,10 @@ def cmd_submissions(args):
         raise GraderError("no usable lab VM in %s: %s" % (args.vms, vms[0].problem))
     results_dir = args.results or os.path.join("results", lab.name)
     journal = Journal(results_dir)
-    results = grade_submissions(lab, subs, vms, journal, force=args.force, retries=args.retries,
-                                options=_options(args, results_dir))
-    return _finish(results, lab, results_dir, args.quiet)
+    _remember_lms(results_dir, (), args.lms_assignment)
+    judged = grade_submissions(lab, subs, vms, journal, force=args.force, retries=args.retries,
+                               options=_options(args, results_dir))
+    return _finish(cohort_results(journal, [s.student for s in subs]), lab, results_dir, args.quiet, judged)
 
 
 def cmd_preflight(args):
@@ -153,7 +189,7 @@ def cmd_preflight(args):
     from .roster import load_roster
 
     entries = load_roster(args.roster, args.format)
-    opts = {"known_hosts": args.known_hosts or os.path.expanduser("~/.cache/bpfhol/known_hosts"),
+    opts = {"known_hosts": args.known_hosts or default_known_hosts(),
             "replace_host_keys": args.replace_host_keys, "connect_timeout": args.connect_timeout}
     rows = preflight(entries, lambda e: backend_for(e, opts), args.parallel)
     sys.stdout.write(render(rows))
@@ -179,7 +215,7 @@ def cmd_self_check(args):
         entry = load_roster(args.roster)[0]
         if entry.problem:
             raise GraderError("roster %s: %s" % (args.roster, entry.problem))
-        backend = backend_for(entry, {"known_hosts": os.path.expanduser("~/.cache/bpfhol/known_hosts"),
+        backend = backend_for(entry, {"known_hosts": args.known_hosts or default_known_hosts(),
                                       "connect_timeout": args.connect_timeout})
         answers = args.answers or expand_home(lab.answers_dir, entry.user)
     scripts = {ex.id: ("path", os.path.join(answers, ex.script)) for ex in lab.exercises}

@@ -66,6 +66,21 @@ def _grade_with_retry(make_backend, lab, student, scripts, uploads, retries, vis
     return grading.not_gradable(student, last, host=getattr(make_backend(), "name", ""))
 
 
+def finished(journal):
+    """Students a plain rerun skips: those graded.  A "not gradable" student (VM down, key refused) is retried."""
+    return {student: r for student, r in journal.load().items() if r.status == "graded"}
+
+
+def cohort_results(journal, first=()):
+    """Everyone in the journal, for the reports: the students named in `first` (roster order) lead, the rest follow
+    in journal order.  `grade --student bob` grades bob; the gradebook still lists the whole cohort."""
+    recorded = journal.load()
+    order = list(dict.fromkeys(s for s in first if s in recorded))
+    leading = set(order)
+    order += [s for s in recorded if s not in leading]
+    return [recorded[s] for s in order]
+
+
 def cohort_scripts(lab, entry):
     """Cohort mode: the agent reads each answer from the student's own answers folder."""
     answers = entry.answers or expand_home(lab.answers_dir, entry.student_user)
@@ -75,7 +90,7 @@ def cohort_scripts(lab, entry):
 def grade_roster(lab, entries, journal, parallel=8, force=False, retries=1, options=None, progress=None):
     """Grade every entry; returns all results (finished earlier ones included, unless forced)."""
     options = options or {}
-    done = {} if force else journal.load()
+    done = {} if force else finished(journal)
     todo = [e for e in entries if e.student not in done]
     progress = progress or Progress(len(todo), quiet=options.get("quiet", False))
     results = {}
@@ -118,7 +133,7 @@ def grade_submissions(lab, submissions, vms, journal, force=False, retries=1, op
     """Submissions mode: students' folders graded on instructor VMs, one student per VM at a time
     (every probe sees the whole kernel).  A VM that fails is retired; its student goes back in line."""
     options = options or {}
-    done = {} if force else journal.load()
+    done = {} if force else finished(journal)
     todo = [s for s in submissions if s.student not in done]
     progress = Progress(len(todo), quiet=options.get("quiet", False))
     work = queue.Queue()

@@ -14,7 +14,11 @@ import yaml
 
 from .errors import GraderError
 
-REPO_LABS = Path(__file__).resolve().parent.parent / "labs"
+_HERE = Path(__file__).resolve().parent
+# A checkout (labs/ beside grader/, pyproject.toml at the top); a pip/pipx install (grader/labs/, package data);
+# a lab VM (/opt/bpfhol/labs, installed by the roles).  Searched in this order.
+REPO_LABS = _HERE.parent / "labs" if (_HERE.parent / "pyproject.toml").is_file() else None
+PACKAGE_LABS = _HERE / "labs"
 INSTALLED_LABS = Path("/opt/bpfhol/labs")
 # Where the agent creates the randomized lab files (grader/agent.py: LAB_FILE_ROOT, root-only).
 LAB_FILE_ROOT = "/run/bpfhol-lab"
@@ -106,7 +110,7 @@ def find_lab_dir(name_or_path, labs_dir=None):
         return candidate
     if not re.match(r"^[a-z0-9_-]{1,40}$", str(name_or_path)):
         raise GraderError("unknown lab %r: give a lab name such as 'kprobes' or a folder with lab.yaml" % name_or_path)
-    roots = [Path(labs_dir)] if labs_dir else [REPO_LABS, INSTALLED_LABS]
+    roots = [Path(labs_dir)] if labs_dir else lab_roots()
     for root in roots:
         if (root / name_or_path / "lab.yaml").is_file():
             return root / name_or_path
@@ -178,9 +182,14 @@ def load_lab(name_or_path, labs_dir=None):
     )
 
 
+def lab_roots():
+    """Folders that hold labs/<name>/lab.yaml, first match wins."""
+    return [root for root in (REPO_LABS, PACKAGE_LABS, INSTALLED_LABS) if root is not None]
+
+
 def available_labs():
-    return sorted(p.name for root in (REPO_LABS, INSTALLED_LABS) if root.is_dir()
-                  for p in root.iterdir() if (p / "lab.yaml").is_file())
+    return sorted({p.name for root in lab_roots() if root.is_dir()
+                   for p in root.iterdir() if (p / "lab.yaml").is_file()})
 
 
 def expand_home(path, user):

@@ -1,5 +1,13 @@
 """Who to grade and where: a roster from YAML/CSV, an Ansible inventory, or an ssh_config.
 
+Ansible inventories (INI or YAML files, inventory folders with group_vars/ and host_vars/, ranges such as
+lab[01:03], vault, inventory plugins) are read by Ansible itself through `ansible-inventory --list`, so the
+grader sees the hosts, ports, users and keys that `ansible` would use.  Only where ansible-inventory is not
+installed does a small built-in reader take over (host lines and their own variables; it says so on stderr).
+
+A row may carry the student's LMS identity (name, email, lms_id, sis_id, login, section; in an inventory the
+host variables bpfhol_name, bpfhol_email, ...), which the Canvas and Moodle exports use to match students.
+
 A roster the grader cannot read at all is a GraderError (one line, exit 2).  A bad ROW
 (missing host, duplicate id, missing key file) becomes that student's "not gradable"
 result so the rest of the cohort is graded.
@@ -7,8 +15,13 @@ result so the rest of the cohort is graded.
 
 import csv
 import io
+import json
+import os
 import re
-from dataclasses import dataclass
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -32,6 +45,24 @@ class Entry:
     student_user: str = "vagrant"   # whose ~/answers holds the scripts (cohort mode)
     answers: str = ""               # answers folder on the host, when not the lab's ~<student_user>/answers/<lab>
     problem: str = ""      # set when the row cannot be used; graded as "not gradable: <problem>"
+    identity: dict = field(default_factory=dict)   # LMS identity: name, email, lms_id, sis_id, login, section
+
+
+# LMS identity fields and the names they may have in a roster row or as inventory host variables.
+IDENTITY_FIELDS = {
+    "name": ("name", "full_name", "display_name", "bpfhol_name"),
+    "email": ("email", "mail", "email_address", "bpfhol_email"),
+    "lms_id": ("lms_id", "canvas_id", "lms_user_id", "bpfhol_lms_id"),
+    "sis_id": ("sis_id", "sis_user_id", "id_number", "idnumber", "bpfhol_sis_id"),
+    "login": ("login", "sis_login_id", "lms_login", "bpfhol_login"),
+    "section": ("section", "bpfhol_section"),
+}
+ANSIBLE_TIMEOUT = 60
+# The inventory variables the grader reads (others, possibly vaulted, are left alone).
+USED_VARS = {"ansible_host", "ansible_port", "ansible_ssh_port", "ansible_user", "ansible_ssh_user",
+             "ansible_ssh_private_key_file", "ansible_private_key_file", "bpfhol_student", "bpfhol_grader_user",
+             "bpfhol_grader_key", "bpfhol_agent", "bpfhol_student_user", "bpfhol_answers"}
+USED_VARS |= {alias for aliases in IDENTITY_FIELDS.values() for alias in aliases if alias.startswith("bpfhol_")}
 
 
 def _entry_from_mapping(row, n, base_dir):
@@ -42,21 +73,23 @@ def _entry_from_mapping(row, n, base_dir):
                 return str(value).strip()
         return ""
 
-    student = get("student", "id", "student_id", "name")
+    student = get("student", "id", "student_id", "bpfhol_student", "name")
     entry = Entry(student=student or "row %d" % n)
     entry.host = get("host", "hostname", "address", "ansible_host")
-    entry.user = get("user", "username", "ansible_user") or DEFAULT_USER
-    key = get("key", "identity_file", "key_file", "ansible_ssh_private_key_file")
+    entry.user = get("user", "username", "bpfhol_grader_user", "ansible_user", "ansible_ssh_user") or DEFAULT_USER
+    key = get("key", "identity_file", "key_file", "bpfhol_grader_key", "ansible_ssh_private_key_file",
+              "ansible_private_key_file")
     if key:
         key = str(Path(key).expanduser())
         if not Path(key).is_absolute():
             key = str((base_dir / key).resolve())
     entry.key = key
-    entry.agent = get("agent") or DEFAULT_AGENT
-    entry.student_user = get("student_user") or "vagrant"
-    entry.answers = get("answers")
-    port = get("port", "ansible_port") or "22"
-    problems = []
+    entry.agent = get("agent", "bpfhol_agent") or DEFAULT_AGENT
+    entry.student_user = get("student_user", "bpfhol_student_user") or "vagrant"
+    entry.answers = get("answers", "bpfhol_answers")
+    entry.identity = {name: get(*aliases)[:200] for name, aliases in IDENTITY_FIELDS.items() if get(*aliases)}
+    port = get("port", "ansible_port", "ansible_ssh_port") or "22"
+    problems = [row["_problem"]] if row.get("_problem") else []
     if not student:
         problems.append("roster row %d has no student id" % n)
     if not entry.host:
@@ -94,8 +127,83 @@ def _from_rows(rows, base_dir):
     return entries
 
 
+def ansible_inventory_command():
+    """ansible-inventory on PATH, or beside this Python (a venv with ansible that is not activated)."""
+    found = shutil.which("ansible-inventory")
+    if found:
+        return found
+    beside = Path(sys.executable).parent / "ansible-inventory"
+    return str(beside) if beside.is_file() and os.access(beside, os.X_OK) else None
+
+
+def _ansible_rows(path, command):
+    """Rows from `ansible-inventory -i PATH --list`: hosts in group order, each with its merged variables."""
+    env = dict(os.environ, ANSIBLE_INVENTORY_UNPARSED_FAILED="1", ANSIBLE_NOCOLOR="1",
+               ANSIBLE_DEPRECATION_WARNINGS="0", ANSIBLE_COMMAND_WARNINGS="0")
+    try:
+        proc = subprocess.run([command, "-i", str(path), "--list"], stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, errors="replace", timeout=ANSIBLE_TIMEOUT, env=env)
+    except subprocess.TimeoutExpired:
+        raise GraderError("ansible-inventory -i %s took more than %ds (an inventory plugin waiting on a cloud API?); "
+                          "check it with `ansible-inventory -i %s --list`" % (path, ANSIBLE_TIMEOUT, path))
+    except OSError as exc:
+        raise GraderError("cannot run %s: %s" % (command, exc.strerror))
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+        why = next((ln for ln in lines if "ERROR" in ln), lines[-1] if lines else "exit %d" % proc.returncode)
+        hint = ("; give the vault password with ANSIBLE_VAULT_PASSWORD_FILE=FILE" if "vault" in proc.stderr.lower()
+                else "")
+        raise GraderError("ansible-inventory could not read %s: %s%s" % (path, why[:300], hint))
+    try:
+        data = json.loads(proc.stdout)
+        hostvars = data.get("_meta", {}).get("hostvars", {})
+    except (ValueError, AttributeError):
+        raise GraderError("ansible-inventory -i %s printed no inventory JSON" % path)
+    order = []
+
+    def walk(group, seen):
+        if group in seen or not isinstance(data.get(group), dict):
+            return
+        seen.add(group)
+        order.extend(h for h in data[group].get("hosts", []) if h not in order)
+        for child in data[group].get("children", []):
+            walk(child, seen)
+
+    walk("all", set())
+    order += [h for h in hostvars if h not in order]
+    rows = []
+    for name in order:
+        row = {k: _unvault(v, command, env, path) if isinstance(v, dict) and "__ansible_vault" in v else v
+               for k, v in (hostvars.get(name) or {}).items() if k in USED_VARS}
+        row.setdefault("bpfhol_student", name)
+        row.setdefault("host", row.get("ansible_host", name))
+        rows.append(row)
+    return rows
+
+
+def _unvault(value, command, env, path):
+    """An inline `!vault` value: ansible-inventory --list prints it still encrypted; ansible-vault opens it with the
+    password Ansible is configured with (ANSIBLE_VAULT_PASSWORD_FILE, ansible.cfg).  Never prompts."""
+    import tempfile
+
+    vault = str(Path(command).with_name("ansible-vault"))
+    with tempfile.NamedTemporaryFile("w", suffix=".vault") as fh:
+        fh.write(str(value["__ansible_vault"]))
+        fh.flush()
+        try:
+            proc = subprocess.run([vault, "decrypt", "--output", "-", fh.name], stdin=subprocess.DEVNULL,
+                                  capture_output=True, text=True, errors="replace", timeout=ANSIBLE_TIMEOUT, env=env,
+                                  start_new_session=True)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise GraderError("cannot open a vaulted variable of %s with ansible-vault: %s" % (path, exc))
+    if proc.returncode != 0:
+        raise GraderError("a vaulted variable in %s could not be decrypted; give the vault password with "
+                          "ANSIBLE_VAULT_PASSWORD_FILE=FILE" % path)
+    return proc.stdout
+
+
 def _ansible_yaml(data):
-    """all: {hosts: {name: vars}, children: {group: {...}}} -> rows."""
+    """all: {hosts: {name: vars}, children: {group: {...}}} -> rows (fallback without ansible-inventory)."""
     rows = []
 
     def walk(group):
@@ -115,6 +223,7 @@ def _ansible_yaml(data):
 
 
 def _ansible_ini(text):
+    """Host lines and their inline variables (fallback without ansible-inventory)."""
     rows, section = [], None
     for raw in text.splitlines():
         line = raw.split("#", 1)[0].split(";", 1)[0].strip() if not raw.lstrip().startswith(("#", ";")) else ""
@@ -127,6 +236,8 @@ def _ansible_ini(text):
             continue
         parts = line.split()
         row = {"student": parts[0], "host": parts[0]}
+        if re.search(r"\[[^\]]*:[^\]]*\]", parts[0]):
+            row["_problem"] = "host ranges such as %s need ansible-inventory (pip install ansible-core)" % parts[0][:60]
         for part in parts[1:]:
             if "=" in part:
                 k, v = part.split("=", 1)
@@ -152,6 +263,11 @@ def _ssh_config(text):
     return rows
 
 
+def _is_ansible_yaml(data):
+    return isinstance(data, dict) and ("plugin" in data or any(
+        isinstance(g, dict) and ("hosts" in g or "children" in g) for g in data.values()))
+
+
 def detect_format(path, text):
     suffix = path.suffix.lower()
     if suffix == ".csv":
@@ -165,8 +281,30 @@ def detect_format(path, text):
     return "yaml"
 
 
-def load_roster(path, fmt=None):
+def _inventory_rows(path, text, fmt, warn):
+    """An Ansible inventory through ansible-inventory; the built-in reader only when Ansible is not installed."""
+    command = ansible_inventory_command()
+    if command:
+        return _ansible_rows(path, command)
+    if path.is_dir():
+        raise GraderError("roster %s is an inventory folder: reading it needs ansible-inventory "
+                          "(pip install ansible-core)" % path)
+    warn("bpfhol-grade: note: ansible-inventory not found; reading %s with the built-in reader (host lines only: "
+         "no group vars, ranges or vault; pip install ansible-core for those)" % path)
+    if fmt == "ini":
+        return _ansible_ini(text)
+    try:
+        return _ansible_yaml(yaml.safe_load(text) or {})
+    except yaml.YAMLError:
+        raise GraderError("roster %s is not valid YAML" % path)
+
+
+def load_roster(path, fmt=None, warn=None):
     path = Path(path)
+    warn = warn or (lambda line: print(line, file=sys.stderr))
+    if path.is_dir() and fmt in (None, "ansible", "ini", "yaml"):
+        entries = _from_rows(_inventory_rows(path, "", "ansible", warn), path)
+        return _checked(entries, path)
     try:
         text = path.read_text(errors="replace")
     except FileNotFoundError:
@@ -179,13 +317,15 @@ def load_roster(path, fmt=None):
     base = path.parent
     if fmt == "csv":
         reader = csv.DictReader(io.StringIO(text))
-        if not reader.fieldnames or not ({"student", "id", "student_id"} & {f.strip() for f in reader.fieldnames}):
+        headers = {re.sub(r"\s+", "_", (f or "").strip().lower()) for f in reader.fieldnames or []}
+        if not {"student", "id", "student_id"} & headers:
             raise GraderError("roster %s: the CSV needs a header row with student,host,port,user,key" % path)
-        rows = [{(k or "").strip(): v for k, v in r.items()} for r in reader]
+        # "SIS User ID" and sis_user_id are the same column (headers pasted from an LMS export work)
+        rows = [{re.sub(r"\s+", "_", (k or "").strip().lower()): v for k, v in r.items()} for r in reader]
     elif fmt == "ssh_config":
         rows = _ssh_config(text)
-    elif fmt == "ini":
-        rows = _ansible_ini(text)
+    elif fmt in ("ini", "ansible"):
+        rows = _inventory_rows(path, text, fmt, warn)
     elif fmt == "yaml":
         try:
             data = yaml.safe_load(text)
@@ -196,15 +336,18 @@ def load_roster(path, fmt=None):
             rows = data["students"]
         elif isinstance(data, list):
             rows = data
-        elif isinstance(data, dict) and any(isinstance(g, dict) and ("hosts" in g or "children" in g)
-                                            for g in data.values()):
-            rows = _ansible_yaml(data)
+        elif _is_ansible_yaml(data):
+            rows = _inventory_rows(path, text, "yaml", warn)
         else:
             raise GraderError("roster %s: expected a list of students (student, host, port, user, key) "
                               "or an Ansible inventory" % path)
     else:
-        raise GraderError("unknown roster format %r: use yaml, csv, ini or ssh_config" % fmt)
-    entries = _from_rows(rows, base)
+        raise GraderError("unknown roster format %r: use yaml, csv, ansible (ini) or ssh_config" % fmt)
+    return _checked(_from_rows(rows, base), path)
+
+
+def _checked(entries, path):
+    """No students is an error; a repeated student id makes that row not gradable."""
     if not entries:
         raise GraderError("roster %s lists no students" % path)
     seen = {}

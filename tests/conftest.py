@@ -22,6 +22,13 @@ def pytest_configure(config):
         config.addinivalue_line("markers", "%s: %s" % (name, text))
 
 
+@pytest.fixture(autouse=True)
+def own_known_hosts(tmp_path, monkeypatch):
+    """Each test pins host keys in its own file (the grader's default is one file per account, and the loopback
+    sshd hosts reuse ports with fresh keys); the CLI subprocesses inherit it."""
+    monkeypatch.setenv("BPFHOL_KNOWN_HOSTS", str(tmp_path / "known_hosts"))
+
+
 @pytest.fixture(scope="session")
 def lab_prefix(tmp_path_factory):
     """/opt/bpfhol-like tree on this host: bin/kprobeme and sbin/bpfhol-agent."""

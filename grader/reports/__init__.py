@@ -1,5 +1,5 @@
 """Reports, all generated from the journal: terminal table, Gradescope results.json,
-CSV gradebook, JUnit XML and a static HTML summary.  Student text is untrusted: it is
+CSV gradebook, Canvas and Moodle import CSVs, JUnit XML and a static HTML summary.  Student text is untrusted: it is
 escaped (HTML/XML), stripped of control characters and neutralized for spreadsheets."""
 
 import os
@@ -25,10 +25,13 @@ def write_atomic(path, text):
 
 
 def write_all(results, lab, results_dir):
-    from . import csv_report, html_report, junit, table
+    from . import canvas, csv_report, html_report, junit, lms, moodle, table
 
     results_dir = Path(results_dir)
+    lms_data = lms.load(results_dir)
     write_atomic(results_dir / "gradebook.csv", csv_report.render(results, lab))
+    write_atomic(results_dir / "canvas.csv", canvas.render(results, lab, lms_data))
+    write_atomic(results_dir / "moodle.csv", moodle.render(results, lab, lms_data))
     write_atomic(results_dir / "junit.xml", junit.render(results, lab))
     write_atomic(results_dir / "index.html", html_report.render(results, lab))
     write_atomic(results_dir / "summary.txt", table.render(results, lab))

@@ -106,7 +106,8 @@ def test_changed_host_key_needs_replace_host_keys(tmp_path, farm, lab_prefix):
     host = farm.add()
     roster = write_roster(tmp_path / "roster.yml",
                           [row("kim", host, lab_prefix["agent"], answers(tmp_path, "kim", reference()))])
-    args = ["grade", roster, "--lab", FAULT_LAB, "--results", tmp_path / "res", "--connect-timeout", 3]
+    args = ["grade", roster, "--lab", FAULT_LAB, "--results", tmp_path / "res", "--connect-timeout", 3,
+            "--known-hosts", tmp_path / "res" / "known_hosts"]
     first, _ = run_grader(*args)
     assert first.returncode == 0, first.stderr[-3000:]
     host.stop()
