@@ -86,6 +86,11 @@ POLL_WINDOW = 0.1
 # Only kernel headers may be included: a quoted or absolute include would let clang's error
 # messages quote the first lines of any file on the host (bpftrace runs as root).
 INCLUDE_RE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]*)[>"]', re.M)
+# Kernel memory is what a script can take from the host: bpftrace raises RLIMIT_MEMLOCK itself (0.17 and
+# 0.23, main.cpp), and 6.x kernels charge BPF maps to the memory cgroup, so the limit that works is on the
+# map sizes a script may ask for (bpftrace 0.20+ `config = { max_map_keys = N }`, or its env spelling).
+MAX_MAP_KEYS = 65536
+MAP_KEYS_RE = re.compile(r"\b(?:max_map_keys|BPFTRACE_MAX_MAP_KEYS|BPFTRACE_MAP_KEYS_MAX)\s*=\s*(\d+)", re.I)
 
 
 class JobError(Exception):
@@ -355,6 +360,14 @@ def _read_script(src, limit):
     return "ok", data
 
 
+def refused_config(source):
+    """A map size above what the lab needs (it would take host memory), or None."""
+    for m in MAP_KEYS_RE.finditer(source):
+        if int(m.group(1)) > MAX_MAP_KEYS:
+            return "%s is refused: at most %d map keys" % (m.group(0)[:80], MAX_MAP_KEYS)
+    return None
+
+
 def refused_include(source):
     """The first #include that may not run, or None: absolute or '..' paths, and quoted includes."""
     for m in INCLUDE_RE.finditer(source):
@@ -377,10 +390,10 @@ def stage_scripts(job, work):
             continue
         source = data.decode("utf-8", "replace")
         include = refused_include(source)
-        if include:
-            results.append({"name": name, "status": "refused", "source": source,
-                            "error": "%s is refused: only kernel headers such as #include <linux/fs.h> may be "
-                                     "included" % include[:200]})
+        why = ("%s is refused: only kernel headers such as #include <linux/fs.h> may be included" % include[:200]
+               if include else refused_config(source))
+        if why:
+            results.append({"name": name, "status": "refused", "source": source, "error": why})
             continue
         dest = os.path.join(work, "s%d.bt" % i)
         with open(dest, "wb") as out:

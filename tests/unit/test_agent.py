@@ -146,3 +146,11 @@ def test_the_graders_outer_bound_covers_every_agent_bound():
     assert agent.worst_case_seconds(job) > phases
     assert grading.job_timeout(job) > agent.worst_case_seconds(job)
     assert bounds["lock_wait"] >= agent.run_seconds(bounds)    # a waiting job outlasts a running one
+
+
+def test_map_sizes_beyond_the_labs_needs_are_refused():
+    """bpftrace raises RLIMIT_MEMLOCK itself and 6.x charges maps to the memory cgroup: the cap that holds is
+    on the map sizes a script asks for."""
+    assert agent.refused_config("config = { max_map_keys = 100000000 }\nBEGIN {}")
+    assert agent.refused_config("config = { max_map_keys = 8192 }\nBEGIN {}") is None
+    assert agent.refused_config("kprobe:f { @[tid] = count(); }") is None
