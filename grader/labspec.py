@@ -63,7 +63,8 @@ class Lab:
 
         A value in lab.yaml may be fixed, ``{choice: [...]}`` or ``{range: [lo, hi]}`` (integers, both ends
         included).  ``spread_over_window: <arg>`` sets interval-ms so that <arg> opens fill the window;
-        ``fd_offset`` becomes the workload's ``--spare-fds`` (descriptors opened before its loop)."""
+        ``fd_offset`` becomes the workload's ``--spare-fds`` (descriptors opened before its loop);
+        ``count_not_multiple_of: <arg>`` moves ``count`` off multiples of <arg> (so the last open is closed)."""
         rng = rng or random.SystemRandom()
         args = {key: draw(value, rng) for key, value in (self.workload.get("args") or {}).items()}
         create = decoy = None
@@ -75,6 +76,9 @@ class Lab:
                              for part in (token[:6], token[6:12])]
             args["file"] = create
         args["duration-s"] = int(self.window)
+        other = self.workload.get("count_not_multiple_of")
+        if other and "count" in args and int(args.get(other) or 0) > 1 and int(args["count"]) % int(args[other]) == 0:
+            args["count"] = int(args["count"]) + 1
         spread = self.workload.get("spread_over_window")
         if spread and int(args.get(spread) or 0) > 0:
             args["interval-ms"] = int(self.window * 1000 // int(args[spread]))
