@@ -271,3 +271,72 @@ def graded_normally(rec):
         warnings.warn("%s: q3 missed on a starved machine (%.1f s run)" % (rec["student"][:40], rec["seconds"]))
         return True
     return False
+
+
+# -- agent stand-ins (a student who is root on their VM can replace the agent) -----------------
+POISON = "lone \ud800 surrogate, nonchars \ufffe\uffff, C1 \x85\x9b31m, C0 \x00\x0b\x0c\x1b[2J\x07 end"
+RAW_BAD_UTF8 = b"\xff\xc0\x80\xed\xa0\x80"      # never valid UTF-8 (the last is a surrogate's encoding)
+
+_FORGED_AGENT = r'''#!/usr/bin/python3
+# Agent stand-in: runs the real agent, then poisons its reply before the grader reads it.
+import json, subprocess, sys
+REAL, MODE, POISON, RAW = %(real)r, %(mode)r, %(poison)r, %(raw)r
+proc = subprocess.run([REAL] + sys.argv[1:], capture_output=True)
+if sys.argv[1:2] != ["run"]:
+    sys.stdout.buffer.write(proc.stdout)
+    sys.exit(proc.returncode)
+reply = json.loads(proc.stdout.decode().splitlines()[-1])
+if MODE == "error":
+    reply = {"ok": False, "error": POISON + " @RAW@"}
+else:
+    reply["facts"]["kernel"] = POISON
+    for item in reply["scripts"]:
+        if item.get("name") == "q1":          # the output: excerpts and check details carry it
+            item["stdout"] = item.get("stdout", "") + POISON + " @RAW@\n"
+        if item.get("name") == "q2":          # a "compile error": its lines go into the feedback
+            item.update(exit_code=1, attached=False, stdout="",
+                        stderr="stdin:1:1-9: ERROR: " + POISON + " @RAW@\nkprobe:\uffff {}\n")
+text = json.dumps(reply).encode()             # ensure_ascii: the surrogate travels as the escape \ud800
+sys.stdout.buffer.write(text.replace(b"@RAW@", RAW) + b"\n")
+'''
+
+
+def forged_agent(path, real_agent, mode):
+    """An agent stand-in for the roster's ``agent`` column.  mode "output": q1's output and q2's
+    compiler message and the host facts carry POISON and invalid UTF-8; mode "error": the whole
+    reply is {"ok": false, "error": POISON ...}."""
+    Path(path).write_text(_FORGED_AGENT % {"real": str(real_agent), "mode": mode, "poison": POISON,
+                                           "raw": RAW_BAD_UTF8})
+    os.chmod(path, 0o755)
+    return str(path)
+
+
+XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
+def _strings(obj):
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield k
+            yield from _strings(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _strings(v)
+
+
+def assert_no_poison(results_dir, journal=True):
+    """No report holds what XML/HTML/CSV cannot carry (C0/C1 controls, surrogates, U+FFFE/U+FFFF);
+    with ``journal``, neither does any string of the journal (the reply was cleaned where it entered)."""
+    results_dir = Path(results_dir)
+    for name in ("summary.txt", "gradebook.csv", "junit.xml", "index.html"):
+        text = (results_dir / name).read_bytes().decode("utf-8")      # strict: valid UTF-8
+        bad = XML_FORBIDDEN.findall(text.replace("\r\n", "\n"))
+        assert not bad, "%s holds %r" % (name, sorted(set(bad)))
+    docs = [json.loads(f.read_bytes().decode("utf-8")) for f in results_dir.glob("students/*/results.json")]
+    if journal:
+        docs += [json.loads(line) for line in (results_dir / "journal.jsonl").read_bytes().decode("utf-8").splitlines()]
+    for doc in docs:
+        for s in _strings(doc):
+            assert not XML_FORBIDDEN.search(s.replace("\r\n", "\n")), "poison kept: %r" % s[:200]
