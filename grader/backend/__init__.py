@@ -37,5 +37,6 @@ def parse_reply(stdout, stderr, exit_code, where):
         raise HostError("agent on %s replied with JSON of the wrong shape" % where, kind="agent")
     if reply.get("ok") is False and str(reply.get("error", "")).startswith("busy"):
         # The agent's lock: another grading job still runs there.  A host condition, retried later.
-        raise HostError("host busy: %s (%s)" % (str(reply["error"])[:200], where), kind="busy")
+        why = str(reply["error"])[len("busy"):].lstrip(": ")[:200] or "another grading job runs there"
+        raise HostError("host busy: %s (%s)" % (why, where), kind="busy")
     return reply

@@ -138,11 +138,13 @@ def wait_no_agents(prefix, timeout=30):
 
 class MidRunFault(threading.Thread):
     """When a host starts running the agent, wait ``after`` seconds, cut the host (sshd and all it
-    started), and, if ``restart_after`` is set, start sshd again that much later ("VM reboot")."""
+    started), and, if ``restart_after`` is set, start sshd again that much later ("VM reboot").
+    ``cut``: a function of the host to call instead (e.g. cut_sessions: the link dies, the agent runs on)."""
 
-    def __init__(self, host, after=1.0, restart_after=None, timeout=240):
+    def __init__(self, host, after=1.0, restart_after=None, timeout=240, cut=None):
         super().__init__(daemon=True)
         self.host, self.after, self.restart_after, self.timeout = host, after, restart_after, timeout
+        self.cut = cut
         self.fired = threading.Event()
         self.stop_flag = threading.Event()
 
@@ -151,6 +153,10 @@ class MidRunFault(threading.Thread):
         while not self.stop_flag.is_set() and time.monotonic() < deadline:
             if self.host.proc and agent_running_under(self.host.proc.pid):
                 time.sleep(self.after)
+                if self.cut:
+                    self.cut(self.host)
+                    self.fired.set()
+                    return
                 kill_tree(self.host.proc.pid)
                 self.host.proc.wait(timeout=5)
                 self.fired.set()
@@ -340,3 +346,59 @@ def assert_no_poison(results_dir, journal=True):
     for doc in docs:
         for s in _strings(doc):
             assert not XML_FORBIDDEN.search(s.replace("\r\n", "\n")), "poison kept: %r" % s[:200]
+
+
+_LOGGING_AGENT = r'''#!/bin/sh
+# Agent stand-in: logs when each job starts and ends.  With LINGER > 0 the first job waits that
+# long before it runs the real agent (a VM so slow that the grader gives up on it).
+LOG=%(log)s REAL=%(real)s LINGER=%(linger)d BUSY=%(busy)d
+if [ "$1" = run ]; then
+    n=$(cat "$LOG.count" 2>/dev/null || echo 0); echo $((n + 1)) > "$LOG.count"
+    if [ "$n" -lt "$BUSY" ]; then
+        echo '{"ok": false, "error": "busy: another grading job holds /run/lock/bpfhol-agent.lock"}'
+        exit 1
+    fi
+    echo "start $$ $(date +%%s.%%N)" >> "$LOG"
+    [ "$n" -eq 0 ] && [ "$LINGER" -gt 0 ] && sleep "$LINGER"
+    "$REAL" "$@"; rc=$?
+    echo "end $$ $(date +%%s.%%N)" >> "$LOG"
+    exit $rc
+fi
+exec "$REAL" "$@"
+'''
+
+
+def logging_agent(path, real_agent, linger=0, busy=0):
+    """An agent stand-in that logs each job's start and end to ``path``.log (see job_intervals);
+    ``linger``: the first job sleeps that long first; ``busy``: the first n runs answer "busy"."""
+    import shlex
+
+    Path(path).write_text(_LOGGING_AGENT % {"log": shlex.quote(str(path) + ".log"), "real": shlex.quote(real_agent),
+                                            "linger": linger, "busy": busy})
+    os.chmod(path, 0o755)
+    return str(path)
+
+
+def job_intervals(agent_path):
+    """[(start, end), ...] of the jobs a logging_agent ran (end None: never ended)."""
+    starts, ends = {}, {}
+    for line in Path(str(agent_path) + ".log").read_text().splitlines():
+        what, pid, when = line.split()
+        (starts if what == "start" else ends)[pid] = float(when)
+    return sorted((t, ends.get(pid)) for pid, t in starts.items())
+
+
+def assert_never_overlap(intervals):
+    for (s1, e1), (s2, _) in zip(intervals, intervals[1:]):
+        assert e1 is not None and s2 >= e1, "a job started %.1f s before the previous one ended" % ((e1 or 1e12) - s2)
+
+
+def cut_sessions(host):
+    """Kill only the sshd processes serving connections (the TCP link dies), not what they
+    started: the agent runs on, as after a network cut or a grader that closed its channel."""
+    for p in descendants(host.proc.pid):
+        if cmdline(p).startswith("sshd"):
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
