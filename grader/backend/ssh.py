@@ -276,10 +276,13 @@ class SSHBackend:
 
     def _stale_job_running(self, remote_dir):
         """True/False: does a process on the host still name the job's file (the agent, sudo, a
-        shell)?  None: cannot tell.  The bracket keeps grep from matching its own command line."""
-        pattern = remote_dir + "/job[.]json"
-        code, _, _ = self.exec("grep -qs -- %s /proc/[0-9]*/cmdline" % shlex.quote(pattern), timeout=20)
-        return {0: True, 1: False}.get(code)
+        shell)?  None: cannot tell (no grep, or /proc hides other users' processes).  Judged by
+        grep's output, not its status: a process that ends while grep runs is an error there.
+        The bracket keeps grep from matching its own command line."""
+        pattern = shlex.quote(remote_dir + "/job[.]json")
+        code, out, _ = self.exec("[ -r /proc/1/cmdline ] && command -v grep >/dev/null || exit 3; "
+                                 "grep -ls -- %s /proc/[0-9]*/cmdline; exit 0" % pattern, timeout=20)
+        return None if code != 0 else bool(out.strip())
 
     def _settle_stale_job(self):
         """Never start a job on a host where one we cut off may still run (both kprobemes would match

@@ -56,14 +56,17 @@ def fast(monkeypatch):
     monkeypatch.setattr(ssh, "_stale_jobs", {})
 
 
-def scripted(b, codes):
-    """exec() answers the grep with the next code of ``codes``; records every command."""
+RUNNING, GONE, UNKNOWN = (0, "/proc/4242/cmdline\n", ""), (0, "", ""), (3, "", "")
+
+
+def scripted(b, answers):
+    """exec() answers the /proc check with the next of ``answers`` (the last repeats); records every command."""
     calls = []
 
     def fake_exec(command, timeout, cap=None):
         calls.append(command)
-        if command.startswith("grep"):
-            return codes.pop(0) if len(codes) > 1 else codes[0], "", ""
+        if "/proc/1/cmdline" in command:
+            return answers.pop(0) if len(answers) > 1 else answers[0]
         return 0, "", ""
     b.exec = fake_exec
     return calls
@@ -72,9 +75,9 @@ def scripted(b, codes):
 def test_next_job_waits_until_the_cut_off_one_is_gone(fast):
     b = backend()
     b._note_stale_job("/tmp/bpfhol-AbCdE12345", time.monotonic() + 10)
-    calls = scripted(b, [0, 0, 0, 1])                  # still there three times, then gone
+    calls = scripted(b, [RUNNING, RUNNING, RUNNING, GONE])
     b._settle_stale_job()
-    greps = [c for c in calls if c.startswith("grep")]
+    greps = [c for c in calls if "/proc/1/cmdline" in c]
     assert len(greps) == 4 and "/tmp/bpfhol-AbCdE12345/job[.]json" in greps[0]
     assert calls[-1] == "rm -rf -- /tmp/bpfhol-AbCdE12345" and not ssh._stale_jobs
     b._settle_stale_job()                              # nothing left to wait for
@@ -85,7 +88,7 @@ def test_a_cut_off_job_still_running_past_its_bound_is_busy(fast, monkeypatch):
     monkeypatch.setattr(ssh, "STALE_MIN_WAIT", 0.3)
     b = backend()
     b._note_stale_job("/tmp/bpfhol-AbCdE12345", time.monotonic())
-    scripted(b, [0])
+    scripted(b, [RUNNING])
     t0 = time.monotonic()
     with pytest.raises(HostError) as err:
         b._settle_stale_job()
@@ -98,7 +101,7 @@ def test_when_it_cannot_be_told_the_whole_bound_is_waited(fast, monkeypatch):
     monkeypatch.setattr(ssh, "STALE_MIN_WAIT", 0.4)
     b = backend()
     b._note_stale_job("/tmp/bpfhol-AbCdE12345", time.monotonic())
-    scripted(b, [127])                                  # no grep there
+    scripted(b, [UNKNOWN])                              # no grep there, or /proc hides root's processes
     t0 = time.monotonic()
     b._settle_stale_job()
     assert 0.35 < time.monotonic() - t0 < 2 and not ssh._stale_jobs
