@@ -97,7 +97,8 @@ class ReportBug(Exception):
 
         self.where = Path(results_dir) / "report-error.txt"
         try:
-            self.where.write_text("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)), encoding="utf-8", errors="replace")
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            self.where.write_text(text, encoding="utf-8", errors="replace")
         except OSError:
             self.where = None
         super().__init__("could not make the reports in %s (%s: %s); every result is in its journal.jsonl. "
