@@ -6,6 +6,8 @@ Exit codes, for CI pipelines:
   2  bad input: roster, lab, options (one-line error)
   3  results could not be written (finished ones are kept)
   4  preflight: some host is broken
+  5  the reports could not be made (a grader bug; the journal keeps every result: one line says so,
+     the traceback goes to <results>/report-error.txt)
 """
 
 import argparse
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from .errors import GraderError, HostError
 
-EXIT_OK, EXIT_NOT_GRADABLE, EXIT_INPUT, EXIT_WRITE, EXIT_BROKEN = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_NOT_GRADABLE, EXIT_INPUT, EXIT_WRITE, EXIT_BROKEN, EXIT_REPORT_BUG = 0, 1, 2, 3, 4, 5
 ROSTER_FORMATS = ["yaml", "csv", "ansible", "ini", "ssh_config"]
 KNOWN_HOSTS_HELP = ("known_hosts file where the grader pins each host's key on first contact (default: "
                     "$BPFHOL_KNOWN_HOSTS, else ~/.cache/bpfhol/known_hosts; the same for every command)")
@@ -106,6 +108,25 @@ def _options(args, results_dir):
             "quiet": getattr(args, "quiet", False)}
 
 
+class ReportBug(Exception):
+    """Writing the reports failed for a reason other than the disk: a grader bug on odd text.
+    Every result is already in the journal; the traceback is kept for the bug report."""
+
+    def __init__(self, results_dir, exc):
+        import traceback
+
+        self.where = Path(results_dir) / "report-error.txt"
+        try:
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            self.where.write_text(text, encoding="utf-8", errors="replace")
+        except OSError:
+            self.where = None
+        super().__init__("could not make the reports in %s (%s: %s); every result is in its journal.jsonl. "
+                         "Please report this bug%s; `report --results %s` retries"
+                         % (results_dir, type(exc).__name__, str(exc)[:160],
+                            " with %s" % self.where if self.where else "", results_dir))
+
+
 def _finish(results, lab, results_dir, quiet=False, judged=None):
     """Write every report for `results` (the whole cohort); the exit code speaks for `judged` (this run's students,
     default: all of them)."""
@@ -116,6 +137,8 @@ def _finish(results, lab, results_dir, quiet=False, judged=None):
     except OSError as exc:
         raise GraderError("cannot write reports to %s: %s (the journal keeps every result; rerun `report`)"
                           % (results_dir, exc.strerror))
+    except Exception as exc:  # noqa: BLE001 - a report bug must not look like a crash that lost results
+        raise ReportBug(results_dir, exc)
     if not quiet:
         from .reports import lms
 
@@ -293,8 +316,13 @@ def main(argv=None):
         return EXIT_INPUT
     handler = {"grade": cmd_grade, "submissions": cmd_submissions, "preflight": cmd_preflight,
                "self-check": cmd_self_check, "report": cmd_report, "labs": cmd_labs}[args.command]
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="replace")     # a student's name must not fail on a non-UTF-8 terminal
     try:
         return handler(args)
+    except ReportBug as exc:
+        print("bpfhol-grade: error: %s" % str(exc).replace("\n", " "), file=sys.stderr)
+        return EXIT_REPORT_BUG
     except GraderError as exc:
         msg = str(exc)
         print("bpfhol-grade: error: %s" % msg, file=sys.stderr)

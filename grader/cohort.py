@@ -16,7 +16,14 @@ from .backend.ssh import SSHBackend
 from .errors import GraderError, HostError
 from .labspec import expand_home
 
-RETRY_KINDS = {"connection", "unreachable"}
+RETRY_KINDS = {"connection", "unreachable", "busy"}
+# Seconds before retry n (1, 2, ...).  After a lost connection the next job on that host also waits
+# for the cut-off one to end (grader/backend/ssh.py); "busy" means a job still runs there.
+RETRY_PAUSE = {"connection": 3, "unreachable": 3, "busy": 15}
+
+
+def retry_pause(kind, attempt):
+    return RETRY_PAUSE.get(kind, 3) * attempt
 
 
 class Progress:
@@ -60,7 +67,7 @@ def _grade_with_retry(make_backend, lab, student, scripts, uploads, retries, vis
             last = exc
             if exc.kind not in RETRY_KINDS or attempt == retries:
                 break
-            time.sleep(2)
+            time.sleep(retry_pause(exc.kind, attempt + 1))
         finally:
             backend.close()
     return grading.not_gradable(student, last, host=getattr(make_backend(), "name", ""))
@@ -166,7 +173,7 @@ def grade_submissions(lab, submissions, vms, journal, force=False, retries=1, op
                     result = grading.grade(backend, lab, sub.student, sub.scripts, sub.uploads)
                 except HostError as exc:
                     if exc.kind in RETRY_KINDS | {"agent", "host_key", "auth", "workload"}:
-                        retire = exc.kind != "connection" or tries >= retries
+                        retire = exc.kind not in ("connection", "busy") or tries >= retries
                         if tries < retries + 1 and (live_count[0] > 1 or not retire):
                             work.put((sub, tries + 1))
                         else:
@@ -175,7 +182,8 @@ def grade_submissions(lab, submissions, vms, journal, force=False, retries=1, op
                             with lock:
                                 live_count[0] -= 1
                             return
-                        continue
+                        time.sleep(retry_pause(exc.kind, 1))   # this VM rests; its next job also waits
+                        continue                               # for the cut-off one (backend/ssh.py)
                     result = grading.not_gradable(sub.student, exc, backend.name)
                 except Exception as exc:  # noqa: BLE001
                     result = grading.not_gradable(sub.student, "grader error: %s: %s" % (type(exc).__name__, exc))

@@ -18,14 +18,37 @@ from pathlib import Path
 from .errors import GraderError
 from .grading import StudentResult
 from .reports import gradescope, write_atomic
+from .safetext import safe_tree
 
 
 def slug(student):
     """A file-system-safe folder name for any student id (the id itself stays in the reports)."""
     clean = re.sub(r"[^A-Za-z0-9._-]", "_", student).strip("._")[:48]
     if clean != student or not clean:
-        clean = "%s-%s" % (clean or "student", hashlib.sha256(student.encode()).hexdigest()[:8])
+        clean = "%s-%s" % (clean or "student", hashlib.sha256(student.encode("utf-8", "surrogatepass")).hexdigest()[:8])
     return clean
+
+
+_NUMBER = (int, float)
+
+
+def _sane(data):
+    """A journal record the reports can render: the types they format, nothing else checked."""
+    if not isinstance(data, dict) or not isinstance(data.get("student"), str) or not data["student"]:
+        return False
+    if data.get("status") not in ("graded", "not_gradable"):
+        return False
+    if any(not isinstance(data.get(k, 0), _NUMBER) or isinstance(data.get(k), bool)
+           for k in ("score", "max_score", "seconds", "graded_at")):
+        return False
+    if not isinstance(data.get("exercises", []), list) or not isinstance(data.get("error", ""), str):
+        return False
+    for ex in data.get("exercises", []):
+        if not isinstance(ex, dict) or not all(isinstance(ex.get(k), _NUMBER) for k in ("score", "max_score")):
+            return False
+        if not all(isinstance(ex.get(k, ""), str) for k in ("id", "title", "reason", "feedback", "output_excerpt")):
+            return False
+    return True
 
 
 class Journal:
@@ -39,15 +62,27 @@ class Journal:
             raise GraderError("cannot create results folder %s: %s" % (self.dir, exc.strerror))
 
     def load(self):
-        """Finished results by student (the last line wins)."""
+        """Finished results by student (the last line wins).  A line that does not parse (cut by a
+        crash), or parses to the wrong shape, is skipped: that student is graded again.  Text in a
+        line is made safe (grader/safetext.py) as it is read, so a line written before that rule
+        (a lone surrogate escape, U+FFFF, bytes that are not UTF-8) still reports; the student id
+        stays as written, so a rerun still finds it."""
         done = {}
         try:
-            with open(self.path, "r", errors="replace") as fh:
+            with open(self.path, "r", encoding="utf-8", errors="replace") as fh:
                 for line in fh:
                     try:
                         data = json.loads(line)
-                        done[data["student"]] = StudentResult.from_dict(data)
-                    except (ValueError, KeyError, TypeError):
+                    except (ValueError, RecursionError):
+                        continue
+                    if not _sane(data):
+                        continue
+                    student = data["student"]
+                    data = safe_tree(data)
+                    data["student"] = student
+                    try:
+                        done[student] = StudentResult.from_dict(data)
+                    except (KeyError, TypeError, ValueError):
                         continue
         except FileNotFoundError:
             pass

@@ -31,8 +31,7 @@ class LocalBackend:
             raise HostError("cannot run %s: %s (re-run the lab playbook)" % (self.agent, exc.strerror), kind="agent")
         except subprocess.TimeoutExpired:
             raise HostError("the agent did not finish within %ds" % timeout, kind="timeout")
-        return parse_reply(proc.stdout[:REPLY_CAP].decode("utf-8", "replace"),
-                           proc.stderr.decode("utf-8", "replace"), proc.returncode, self.name)
+        return parse_reply(proc.stdout[:REPLY_CAP], proc.stderr[:65536], proc.returncode, self.name)
 
     def run_agent_job(self, job, uploads, timeout):
         work = tempfile.mkdtemp(prefix="bpfhol-")

@@ -3,9 +3,20 @@
 Why not ``Connection.run(timeout=)``: it buffers all output in memory and, on timeout,
 only closes the channel.  Here every remote command reads through a capped loop with a
 deadline; the agent on the host bounds and signals bpftrace itself.
+
+paramiko waits without a deadline for a reply to an exec request and to the SFTP subsystem
+request and version exchange: a frozen VM (a laptop lid closed) or an sshd that never answers held
+a worker forever.  Every such step runs under a watchdog (``_deadline``) that closes the
+transport when the step overruns, which wakes the waiting call.
+
+Closing a channel does not stop the agent on the host.  So a job that was cut off (lost
+connection, timeout) is remembered per host (``_stale_jobs``), and the next job on that host
+first waits, within the old job's bound, until no process there still names the old job's file.
 """
 
+import contextlib
 import json
+import re
 import shlex
 import socket
 import threading
@@ -13,9 +24,20 @@ import time
 from pathlib import Path
 
 from ..errors import HostError
+from ..safetext import safe_text
 from . import REPLY_CAP, parse_reply
 
 _known_hosts_lock = threading.Lock()
+_stale_lock = threading.Lock()
+_stale_jobs = {}            # (host, port) -> (work dir, cut off at, give up waiting at), time.monotonic()
+STALE_MIN_WAIT = 30         # seconds a cut-off job is waited for at least, when its own bound is spent
+STALE_POLL = 2
+WORK_DIR = re.compile(r"^/tmp/bpfhol-[A-Za-z0-9]{10}$")
+
+
+def _why(exc):
+    """An exception's text for a message: it can carry the peer's words (banners, disconnect reasons)."""
+    return safe_text(str(exc)).strip()[:160] or type(exc).__name__
 
 
 class _TrustOnFirstUse:
@@ -80,7 +102,9 @@ class SSHBackend:
                 conn.client.load_host_keys(self.known_hosts)
             conn.client.set_missing_host_key_policy(_TrustOnFirstUse(self.known_hosts))
             try:
-                conn.open()
+                # paramiko bounds TCP connect, banner, key exchange and auth; this is the backstop.
+                with self._deadline("login", 4 * self.connect_timeout + 5, conn.close):
+                    conn.open()
                 conn.transport.set_keepalive(5)
                 self.conn = conn
                 return
@@ -96,13 +120,12 @@ class SSHBackend:
                 conn.close()
                 raise HostError("authentication refused for %s (check the user and key in the roster)" % self.name,
                                 kind="auth")
-            except (OSError, socket.timeout, paramiko.SSHException, EOFError) as exc:
+            except (OSError, socket.timeout, paramiko.SSHException, EOFError, HostError) as exc:
                 conn.close()
                 last = exc
                 if attempt < self.tries:
                     time.sleep(min(2 ** attempt, 4))
-        raise HostError("host unreachable after %d tries: %s (%s)" % (self.tries, self.name,
-                                                                     str(last).strip()[:160] or type(last).__name__),
+        raise HostError("host unreachable after %d tries: %s (%s)" % (self.tries, self.name, _why(last)),
                         kind="unreachable")
 
     def close(self):
@@ -120,6 +143,37 @@ class SSHBackend:
     def __exit__(self, *exc):
         self.close()
 
+    @contextlib.contextmanager
+    def _deadline(self, step, seconds, close=None):
+        """Run one transport step that paramiko may wait on forever; past ``seconds`` the
+        transport is closed (which wakes the waiting call) and the step is a lost connection."""
+        fired = threading.Event()
+        transport = self.conn.transport if close is None else None
+
+        def expire():
+            fired.set()
+            try:
+                # The transport, not the connection: later steps then fail at once, never reconnect.
+                (close or transport.close)()
+            except Exception:  # noqa: BLE001 - closing a dead connection must never fail a student
+                pass
+
+        timer = threading.Timer(seconds, expire)
+        timer.daemon = True
+        timer.start()
+        stalled = HostError("%s did not answer the %s within %gs (a frozen or overloaded VM, or a stuck sshd); "
+                            "the connection was closed" % (self.name, step, seconds), kind="connection")
+        try:
+            yield
+        except Exception:
+            if fired.is_set():
+                raise stalled from None
+            raise
+        finally:
+            timer.cancel()
+        if fired.is_set():
+            raise stalled
+
     # -- commands ---------------------------------------------------------------------------
     def exec(self, command, timeout, cap=REPLY_CAP):
         """Run a command; return (exit code, stdout, stderr).  Never waits past ``timeout``."""
@@ -128,11 +182,13 @@ class SSHBackend:
         if self.conn is None:
             self.connect()
         try:
-            chan = self.conn.transport.open_session(timeout=self.connect_timeout)
+            with self._deadline("channel open", self.connect_timeout):
+                chan = self.conn.transport.open_session(timeout=self.connect_timeout + 5)
             chan.settimeout(0.5)
-            chan.exec_command(command)
+            with self._deadline("exec request", self.connect_timeout):
+                chan.exec_command(command)
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise HostError("connection to %s lost: %s" % (self.name, exc), kind="connection")
+            raise HostError("connection to %s lost: %s" % (self.name, _why(exc)), kind="connection")
         out, err = bytearray(), bytearray()
         deadline = time.monotonic() + timeout
         try:
@@ -173,31 +229,86 @@ class SSHBackend:
         return cmd if self.user == "root" else "sudo -n " + cmd
 
     def _upload(self, remote_dir, files, timeout):
-        sftp = self.conn.sftp()
-        sftp.get_channel().settimeout(timeout)
+        import paramiko
+
         try:
-            for name, data in files.items():
-                with sftp.open("%s/%s" % (remote_dir, name), "wb") as fh:
-                    fh.write(data)
-        except (OSError, EOFError) as exc:
-            raise HostError("upload to %s failed: %s" % (self.name, exc), kind="connection")
+            with self._deadline("SFTP start", self.connect_timeout):
+                sftp = self.conn.sftp()
+            sftp.get_channel().settimeout(timeout)
+            with self._deadline("upload", timeout):
+                for name, data in files.items():
+                    with sftp.open("%s/%s" % (remote_dir, name), "wb") as fh:
+                        fh.write(data)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise HostError("upload to %s failed: %s" % (self.name, _why(exc)), kind="connection")
 
     def run_agent_job(self, job, uploads, timeout):
+        self._settle_stale_job()
         code, out, err = self.exec("mktemp -d /tmp/bpfhol-XXXXXXXXXX", timeout=20)
         remote_dir = out.strip()
-        if code != 0 or not remote_dir.startswith("/tmp/bpfhol-") or "\n" in remote_dir:
-            raise HostError("could not make a work dir on %s: %s" % (self.name, err.strip()[:200]), kind="host")
+        if code != 0 or not WORK_DIR.match(remote_dir):
+            raise HostError("could not make a work dir on %s: %s" % (self.name, safe_text(err).strip()[:200]),
+                            kind="host")
+        started = time.monotonic()
         try:
             files = {"job.json": json.dumps(job).encode()}
             files.update(uploads)
             self._upload(remote_dir, files, timeout=30)
-            code, out, err = self.exec(self._sudo([self.agent, "run", remote_dir + "/job.json"]), timeout=timeout)
+            try:
+                code, out, err = self.exec(self._sudo([self.agent, "run", remote_dir + "/job.json"]), timeout=timeout)
+            except HostError as exc:
+                if exc.kind in ("connection", "timeout"):
+                    self._note_stale_job(remote_dir, started + timeout)     # it may still run there
+                raise
             return parse_reply(out, err, code, self.name)
         finally:
             try:
                 self.exec("rm -rf -- %s" % shlex.quote(remote_dir), timeout=20)
             except HostError:
                 pass
+
+    # -- jobs that were cut off ---------------------------------------------------------------
+    def _note_stale_job(self, remote_dir, bound_ends):
+        """Closing our channel does not stop the agent there: remember its job for the next one."""
+        now = time.monotonic()
+        with _stale_lock:
+            _stale_jobs[(self.host, self.port)] = (remote_dir, now, max(bound_ends, now + STALE_MIN_WAIT))
+
+    def _stale_job_running(self, remote_dir):
+        """True/False: does a process on the host still name the job's file (the agent, sudo, a
+        shell)?  None: cannot tell (no grep, or /proc hides other users' processes).  Judged by
+        grep's output, not its status: a process that ends while grep runs is an error there.
+        The bracket keeps grep from matching its own command line."""
+        pattern = shlex.quote(remote_dir + "/job[.]json")
+        code, out, _ = self.exec("[ -r /proc/1/cmdline ] && command -v grep >/dev/null || exit 3; "
+                                 "grep -ls -- %s /proc/[0-9]*/cmdline; exit 0" % pattern, timeout=20)
+        return None if code != 0 else bool(out.strip())
+
+    def _settle_stale_job(self):
+        """Never start a job on a host where one we cut off may still run (both kprobemes would match
+        a comm filter, and the old agent's cleanup could fire mid-run).  Wait until the old job is gone
+        (or, when that cannot be told, until its bound has passed); still there after that: busy."""
+        key = (self.host, self.port)
+        with _stale_lock:
+            stale = _stale_jobs.get(key)
+        if not stale:
+            return
+        remote_dir, cut_at, give_up_at = stale
+        while True:
+            running = self._stale_job_running(remote_dir)
+            if running is False or (running is None and time.monotonic() >= give_up_at):
+                break
+            if time.monotonic() >= give_up_at:
+                raise HostError("host busy: a grading job cut off %ds ago still runs on %s; reboot the VM if "
+                                "this lasts" % (time.monotonic() - cut_at, self.name), kind="busy")
+            time.sleep(STALE_POLL)
+        with _stale_lock:
+            if _stale_jobs.get(key) == stale:
+                del _stale_jobs[key]
+        try:
+            self.exec("rm -rf -- %s" % shlex.quote(remote_dir), timeout=20)   # left behind if the link died
+        except HostError:
+            pass
 
     def agent_facts(self, timeout=90):
         code, out, err = self.exec(self._sudo([self.agent, "facts"]), timeout=timeout)

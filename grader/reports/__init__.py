@@ -1,23 +1,24 @@
-"""Reports, all generated from the journal: terminal table, Gradescope results.json,
-CSV gradebook, Canvas and Moodle import CSVs, JUnit XML and a static HTML summary.  Student text is untrusted: it is
-escaped (HTML/XML), stripped of control characters and neutralized for spreadsheets."""
+"""Reports, all generated from the journal: terminal table, Gradescope results.json, CSV gradebook, Canvas and
+Moodle import CSVs, JUnit XML and a static HTML summary.  Student and host text is untrusted: every writer passes
+it through clean() (the rules of grader/safetext.py: nothing XML, HTML or CSV cannot hold, no terminal escapes,
+length capped), then escapes it for its format (HTML/XML) or makes it inert for spreadsheets."""
 
 import os
-import re
 from pathlib import Path
 
-CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|[\x00-\x08\x0b-\x1f\x7f]")
+from ..safetext import safe_text
 
 
 def clean(text, limit=4000):
-    """Printable text only: ANSI escapes and control characters removed, length capped."""
-    return CONTROL.sub("", str(text))[:limit]
+    """Printable text only: invalid Unicode replaced, escapes and controls removed, length capped."""
+    return safe_text(text)[:limit]
 
 
 def write_atomic(path, text):
     path = Path(path)
     tmp = path.with_name(".%s.tmp" % path.name)
-    with open(tmp, "w") as fh:
+    # UTF-8 whatever the locale (the HTML says so); "replace" is the last net under clean().
+    with open(tmp, "w", encoding="utf-8", errors="replace") as fh:
         fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())

@@ -17,9 +17,10 @@ def render(results, lab):
             failures = sum(1 for e in r.exercises if not e.passed)
             out.append('<testsuite name=%s tests="%d" failures="%d" errors="0">' % (name, len(r.exercises), failures))
             for e in r.exercises:
-                out.append('<testcase classname=%s name=%s>' % (name, quoteattr(e.id)))
+                out.append('<testcase classname=%s name=%s>' % (name, quoteattr(clean(e.id, 100))))
                 if not e.passed:
-                    out.append('<failure message=%s>%s</failure>' % (quoteattr(e.reason), escape(clean(e.feedback))))
+                    out.append('<failure message=%s>%s</failure>'
+                               % (quoteattr(clean(e.reason, 100)), escape(clean(e.feedback))))
                 out.append('</testcase>')
         out.append('</testsuite>')
     out.append('</testsuites>')

@@ -138,11 +138,13 @@ def wait_no_agents(prefix, timeout=30):
 
 class MidRunFault(threading.Thread):
     """When a host starts running the agent, wait ``after`` seconds, cut the host (sshd and all it
-    started), and, if ``restart_after`` is set, start sshd again that much later ("VM reboot")."""
+    started), and, if ``restart_after`` is set, start sshd again that much later ("VM reboot").
+    ``cut``: a function of the host to call instead (e.g. cut_sessions: the link dies, the agent runs on)."""
 
-    def __init__(self, host, after=1.0, restart_after=None, timeout=240):
+    def __init__(self, host, after=1.0, restart_after=None, timeout=240, cut=None):
         super().__init__(daemon=True)
         self.host, self.after, self.restart_after, self.timeout = host, after, restart_after, timeout
+        self.cut = cut
         self.fired = threading.Event()
         self.stop_flag = threading.Event()
 
@@ -151,6 +153,10 @@ class MidRunFault(threading.Thread):
         while not self.stop_flag.is_set() and time.monotonic() < deadline:
             if self.host.proc and agent_running_under(self.host.proc.pid):
                 time.sleep(self.after)
+                if self.cut:
+                    self.cut(self.host)
+                    self.fired.set()
+                    return
                 kill_tree(self.host.proc.pid)
                 self.host.proc.wait(timeout=5)
                 self.fired.set()
@@ -257,3 +263,128 @@ def graded_normally(rec):
     a starved machine could start the workload before a script's probes were live and q3 missed; the
     barrier makes every script see the whole loop, so a miss now is a bug, never noise.)"""
     return rec.get("status") == "graded" and rec["score"] == rec["max_score"]
+
+
+# -- agent stand-ins (a student who is root on their VM can replace the agent) -----------------
+POISON = "lone \ud800 surrogate, nonchars \ufffe\uffff, C1 \x85\x9b31m, C0 \x00\x0b\x0c\x1b[2J\x07 end"
+RAW_BAD_UTF8 = b"\xff\xc0\x80\xed\xa0\x80"      # never valid UTF-8 (the last is a surrogate's encoding)
+
+_FORGED_AGENT = r'''#!/usr/bin/python3
+# Agent stand-in: runs the real agent, then poisons its reply before the grader reads it.
+import json, subprocess, sys
+REAL, MODE, POISON, RAW = %(real)r, %(mode)r, %(poison)r, %(raw)r
+proc = subprocess.run([REAL] + sys.argv[1:], capture_output=True)
+if sys.argv[1:2] != ["run"]:
+    sys.stdout.buffer.write(proc.stdout)
+    sys.exit(proc.returncode)
+reply = json.loads(proc.stdout.decode().splitlines()[-1])
+if MODE == "error":
+    reply = {"ok": False, "error": POISON + " @RAW@"}
+else:
+    reply["facts"]["kernel"] = POISON
+    for item in reply["scripts"]:
+        if item.get("name") == "q1":          # the output: excerpts and check details carry it
+            item["stdout"] = item.get("stdout", "") + POISON + " @RAW@\n"
+        if item.get("name") == "q2":          # a "compile error": its lines go into the feedback
+            item.update(exit_code=1, attached=False, stdout="",
+                        stderr="stdin:1:1-9: ERROR: " + POISON + " @RAW@\nkprobe:\uffff {}\n")
+text = json.dumps(reply).encode()             # ensure_ascii: the surrogate travels as the escape \ud800
+sys.stdout.buffer.write(text.replace(b"@RAW@", RAW) + b"\n")
+'''
+
+
+def forged_agent(path, real_agent, mode):
+    """An agent stand-in for the roster's ``agent`` column.  mode "output": q1's output and q2's
+    compiler message and the host facts carry POISON and invalid UTF-8; mode "error": the whole
+    reply is {"ok": false, "error": POISON ...}."""
+    Path(path).write_text(_FORGED_AGENT % {"real": str(real_agent), "mode": mode, "poison": POISON,
+                                           "raw": RAW_BAD_UTF8})
+    os.chmod(path, 0o755)
+    return str(path)
+
+
+XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
+def _strings(obj):
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield k
+            yield from _strings(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _strings(v)
+
+
+def assert_no_poison(results_dir, journal=True):
+    """No report holds what XML/HTML/CSV cannot carry (C0/C1 controls, surrogates, U+FFFE/U+FFFF);
+    with ``journal``, neither does any string of the journal (the reply was cleaned where it entered)."""
+    results_dir = Path(results_dir)
+    for name in ("summary.txt", "gradebook.csv", "junit.xml", "index.html"):
+        text = (results_dir / name).read_bytes().decode("utf-8")      # strict: valid UTF-8
+        bad = XML_FORBIDDEN.findall(text.replace("\r\n", "\n"))
+        assert not bad, "%s holds %r" % (name, sorted(set(bad)))
+    docs = [json.loads(f.read_bytes().decode("utf-8")) for f in results_dir.glob("students/*/results.json")]
+    if journal:
+        docs += [json.loads(line) for line in (results_dir / "journal.jsonl").read_bytes().decode("utf-8").splitlines()]
+    for doc in docs:
+        for s in _strings(doc):
+            assert not XML_FORBIDDEN.search(s.replace("\r\n", "\n")), "poison kept: %r" % s[:200]
+
+
+_LOGGING_AGENT = r'''#!/bin/sh
+# Agent stand-in: logs when each job starts and ends.  With LINGER > 0 the first job waits that
+# long before it runs the real agent (a VM so slow that the grader gives up on it).
+LOG=%(log)s REAL=%(real)s LINGER=%(linger)d BUSY=%(busy)d
+if [ "$1" = run ]; then
+    n=$(cat "$LOG.count" 2>/dev/null || echo 0); echo $((n + 1)) > "$LOG.count"
+    if [ "$n" -lt "$BUSY" ]; then
+        echo '{"ok": false, "error": "busy: another grading job holds /run/lock/bpfhol-agent.lock"}'
+        exit 1
+    fi
+    echo "start $$ $(date +%%s.%%N)" >> "$LOG"
+    [ "$n" -eq 0 ] && [ "$LINGER" -gt 0 ] && sleep "$LINGER"
+    "$REAL" "$@"; rc=$?
+    echo "end $$ $(date +%%s.%%N)" >> "$LOG"
+    exit $rc
+fi
+exec "$REAL" "$@"
+'''
+
+
+def logging_agent(path, real_agent, linger=0, busy=0):
+    """An agent stand-in that logs each job's start and end to ``path``.log (see job_intervals);
+    ``linger``: the first job sleeps that long first; ``busy``: the first n runs answer "busy"."""
+    import shlex
+
+    Path(path).write_text(_LOGGING_AGENT % {"log": shlex.quote(str(path) + ".log"), "real": shlex.quote(real_agent),
+                                            "linger": linger, "busy": busy})
+    os.chmod(path, 0o755)
+    return str(path)
+
+
+def job_intervals(agent_path):
+    """[(start, end), ...] of the jobs a logging_agent ran (end None: never ended)."""
+    starts, ends = {}, {}
+    for line in Path(str(agent_path) + ".log").read_text().splitlines():
+        what, pid, when = line.split()
+        (starts if what == "start" else ends)[pid] = float(when)
+    return sorted((t, ends.get(pid)) for pid, t in starts.items())
+
+
+def assert_never_overlap(intervals):
+    for (s1, e1), (s2, _) in zip(intervals, intervals[1:]):
+        assert e1 is not None and s2 >= e1, "a job started %.1f s before the previous one ended" % ((e1 or 1e12) - s2)
+
+
+def cut_sessions(host):
+    """Kill only the sshd processes serving connections (the TCP link dies), not what they
+    started: the agent runs on, as after a network cut or a grader that closed its channel."""
+    for p in descendants(host.proc.pid):
+        if cmdline(p).startswith("sshd"):
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
