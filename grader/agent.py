@@ -143,7 +143,7 @@ def job_bounds(job):
 def run_seconds(bounds):
     """Worst case of one job once it holds the lock: every phase at its bound."""
     return (bounds["workload_ready"] + bounds["attach"] + bounds["window"] + bounds["workload_end"] + 6
-            + bounds["grace"] + 5 + bounds["systemctl"] + bounds["version"] + bounds["slack"])
+            + bounds["grace"] + bounds["attach"] + 5 + bounds["systemctl"] + bounds["version"] + bounds["slack"])
 
 
 def worst_case_seconds(job):
@@ -597,12 +597,20 @@ def watch_window(workload, runs, decoy, bounds):
         time.sleep(0.3)  # the last events reach the probes' buffers
 
 
-def stop_scripts(runs, grace):
+def stop_scripts(runs, grace, attach_bound):
+    """SIGINT each bpftrace (END probes run, maps print), SIGKILL after its grace.  Detaching takes about
+    as long as attaching (a wildcard's hundred kprobes: over a minute on an emulated VM), so each script's
+    grace is the lab's plus its own attach time: a slow-to-attach script is never killed before its maps
+    print."""
     for run in runs:
         run.signal(signal.SIGINT)
-    stop_by = now() + grace
-    while now() < stop_by and any(run.running() for run in runs):
+    start = now()
+    deadline = {run: start + grace + min(run.attach_seconds or 0, attach_bound) for run in runs}
+    while any(run.running() and now() < deadline[run] for run in runs):
         time.sleep(0.05)
+        for run in runs:
+            if run.running() and now() >= deadline[run]:
+                run.signal(signal.SIGKILL)
     for run in runs:
         if run.running():
             run.signal(signal.SIGKILL)
@@ -682,7 +690,7 @@ def run_job(job_path):
         timing["attach"] = round(now() - t0, 3)
         release_workload(workload)
         watch_window(workload, runs, decoy, bounds)
-        stop_scripts(runs, bounds["grace"])
+        stop_scripts(runs, bounds["grace"], bounds["attach"])
         truth = read_truth(workload, job, decoy)
     finally:
         for run in runs:

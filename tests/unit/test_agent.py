@@ -142,7 +142,7 @@ def test_the_graders_outer_bound_covers_every_agent_bound():
     job = grading.build_job(lab, {ex.id: ("upload", ex.script) for ex in lab.exercises})
     bounds = agent.job_bounds(job)
     phases = (bounds["lock_wait"] + bounds["workload_ready"] + bounds["attach"] + bounds["window"]
-              + bounds["workload_end"] + bounds["grace"] + bounds["systemctl"] + bounds["version"])
+              + bounds["workload_end"] + bounds["grace"] + bounds["attach"] + bounds["systemctl"] + bounds["version"])
     assert agent.worst_case_seconds(job) > phases
     assert grading.job_timeout(job) > agent.worst_case_seconds(job)
     assert bounds["lock_wait"] >= agent.run_seconds(bounds)    # a waiting job outlasts a running one
