@@ -189,6 +189,16 @@ def judge_exercise(ex, lab, item, truth):
                           **{k: v for k, v in base.items() if k not in ("passed", "score")})
 
 
+FACT_KEYS = ("arch", "kernel", "bpftrace", "btf", "tracefs", "agent_version")
+
+
+def _facts(facts):
+    """The host facts a result keeps: known keys, short values (a forged reply cannot bloat the journal)."""
+    facts = facts if isinstance(facts, dict) else {}
+    return {k: (facts[k] if isinstance(facts[k], (bool, int, float)) or facts[k] is None else str(facts[k])[:100])
+            for k in FACT_KEYS if k in facts}
+
+
 def evaluate(lab, student, raw, visible_only=False):
     """Turn the agent's result document into a StudentResult."""
     if not isinstance(raw, dict) or not raw.get("ok"):
@@ -208,7 +218,7 @@ def evaluate(lab, student, raw, visible_only=False):
     for item in raw.get("scripts") or []:
         if isinstance(item, dict):
             items[str(item.get("name"))] = item
-    result = StudentResult(student=student, status="graded", facts=raw.get("facts") or {},
+    result = StudentResult(student=student, status="graded", facts=_facts(raw.get("facts")),
                            workload={"file": truth.file, "leak_every": truth.leak_every, "pid": truth.pid,
                                      "opens": len(truth.opens), "leaks": len(truth.leaks),
                                      "fd_offset": truth.spare_fds, "released": truth.released})
