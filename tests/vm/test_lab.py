@@ -209,7 +209,7 @@ EXAMPLE_TRIGGERS = {
     "06-fd-histogram.bt": dict(
         trigger="for i in 1 2 3; do cat /etc/hostname > /dev/null; cat /nonexistent 2> /dev/null; done;"
                 " bash -c 'exec 7< /etc/hostname 8< /etc/hostname; cat /dev/null'; sleep 1", stop="self",
-        expect=[r"^@fds\[cat\]:$", r"^\[3, 4\)\s+[1-9]\d* \|@+ *\|$", r"^\(\.\.\., 0\)\s+[1-9]\d* \|@* *\|$"]),
+        expect=[r"^@fds\[cat\]: ?$", r"^\[3, 4\)\s+[1-9]\d* \|@+ *\|$", r"^\(\.\.\., 0\)\s+[1-9]\d* \|@* *\|$"]),
     "07-cgroup-mkdir.bt": dict(
         trigger="for i in 1 2 3; do mkdir /sys/fs/cgroup/bpfhol-ex$i; rmdir /sys/fs/cgroup/bpfhol-ex$i;"
                 " sleep 0.5; done",
