@@ -95,9 +95,9 @@ def lab(request):
 
 @pytest.fixture(scope="module")
 def kernel(lab):
-    r = lab.run("uname -r; bpftrace --version", timeout=60, check=True)
-    release, version = r.stdout.split("\n")[:2]
-    return {"release": release.strip(), "bpftrace": version.strip(),
+    r = lab.run("uname -r; bpftrace --version; uname -m", timeout=60, check=True)
+    release, version, arch = r.stdout.split("\n")[:3]
+    return {"release": release.strip(), "bpftrace": version.strip(), "arch": arch.strip(),
             "new_close": not release.startswith("6.1.")}
 
 
@@ -199,12 +199,22 @@ EXAMPLE_TRIGGERS = {
         expect=[r"cat: open returned [3-9]", r"cat: open returned -2"]),
     "03-close-path.bt": dict(
         trigger="for i in 1 2 3; do cat /etc/hostname > /dev/null; sleep 0.5; done",
-        expect=[r"@closes_via\[kprobe:(file_)?close_fd\]: \d+", r"@close_syscalls: \d+"]),
-    "04-cgroup-mkdir.bt": dict(
+        expect=[r"@closes_via\[kprobe:(file_)?close_fd\]: \d+", r"^@closed_fds\[[3-9]\]: [1-9]"]),
+    "04-open-stack.bt": dict(
+        trigger="for i in 1 2 3; do cat /dev/null; sleep 0.5; done",
+        expect=[r"^\s+do_sys_openat2\+\d+$", r"^\s+(__x64|__arm64)_sys_openat\+\d+$", r"^\]: \d+$"]),
+    "05-open-latency.bt": dict(
+        trigger="for i in 1 2 3; do cat /etc/hostname > /dev/null; sleep 0.5; done",
+        expect=[r"^cat: open took \d+ us$"], reject=[r"^@start\["]),
+    "06-fd-histogram.bt": dict(
+        trigger="for i in 1 2 3; do cat /etc/hostname > /dev/null; cat /nonexistent 2> /dev/null; done;"
+                " bash -c 'exec 7< /etc/hostname 8< /etc/hostname; cat /dev/null'; sleep 1", stop="self",
+        expect=[r"^@fds\[cat\]: ?$", r"^\[3, 4\)\s+[1-9]\d* \|@+ *\|$", r"^\(\.\.\., 0\)\s+[1-9]\d* \|@* *\|$"]),
+    "07-cgroup-mkdir.bt": dict(
         trigger="for i in 1 2 3; do mkdir /sys/fs/cgroup/bpfhol-ex$i; rmdir /sys/fs/cgroup/bpfhol-ex$i;"
                 " sleep 0.5; done",
         expect=[r"mkdir \(pid \d+\) creates cgroup bpfhol-ex1", r"rmdir \(pid \d+\) removes a cgroup"]),
-    "05-cgroup-attach.bt": dict(
+    "08-cgroup-attach.bt": dict(
         trigger="mkdir /sys/fs/cgroup/bpfhol-ex; for i in 1 2 3; do"
                 " sh -c 'echo $$ > /sys/fs/cgroup/bpfhol-ex/cgroup.procs; true'; sleep 0.5; done;"
                 " sleep 1; rmdir /sys/fs/cgroup/bpfhol-ex",
@@ -231,6 +241,8 @@ def test_example_runs(lab, kernel, name):
     assert not errors_in(res["stderr"]), res["stderr"]
     for pattern in spec["expect"]:
         assert re.search(pattern, res["stdout"], re.M), f"{pattern!r} not in:\n{res['stdout'][-2000:]}"
+    for pattern in spec.get("reject", []):
+        assert not re.search(pattern, res["stdout"], re.M), f"{pattern!r} in:\n{res['stdout'][-2000:]}"
     if name == "03-close-path.bt":
         want = "file_close_fd" if kernel["new_close"] else "close_fd"
         assert re.search(rf"@closes_via\[kprobe:{want}\]: \d+", res["stdout"])
@@ -247,6 +259,240 @@ def test_listing_commands_of_the_text_run(lab):
         assert r.returncode == 0 and r.stdout.strip(), (cmd, r.stdout[-500:])
     r = lab.run("sudo bpftrace -l 'kprobe:*openat*'", timeout=120)
     assert "kprobe:do_sys_openat2" in r.stdout.split()
+
+
+
+@pytest.mark.vm
+def test_readonly_commands_of_the_text_run(lab):
+    """The text's kallsyms/tracefs/uname lines run and print something (they are what students type)."""
+    cmds = [ln.split(" #")[0].strip() for block in text_blocks("sh") for ln in block.splitlines()
+            if ln.startswith(("sudo grep ", "sudo head ", "uname ", "sudo bpftrace --version"))]
+    assert len(cmds) >= 6, cmds
+    for cmd in cmds:
+        r = lab.run(cmd, timeout=120)
+        assert r.returncode == 0 and r.stdout.strip(), (cmd, r.stdout[-500:], r.stderr[-500:])
+
+
+# ---- commands and messages that the text quotes ----------------------------------------------------
+#
+# The rule (so that no quoted message can drift from what bpftrace and the kernel really print):
+#   - every `sudo bpftrace -e ...` line of a ```sh block is the `cmd` of a QUOTED entry (in_text);
+#   - every ```text block (output the text shows) is the `shows` of an entry, byte for byte;
+#   - every `...` span of the prose that quotes a message (ERROR:, WARNING:, FATAL:, Lost, cannot attach)
+#     is in the `quotes` of an entry.
+# The VM test runs each entry whose `when` holds on this VM and finds, in the real output: each
+# non-blank line of `shows` (whitespace trimmed; a `stdin:L:C-C: ` or `[ dmesg time] ` prefix allowed;
+# `+123` stack offsets compared as `+N`), each quote (`...` matches anything, digits match any number),
+# every `expect` regex and no `reject` regex.  Entries for Debian 12 (linux 6.1, bpftrace 0.17) run with
+# BPFHOL_GUEST=debian12 (or a direct target that runs Debian 12).
+
+ATTACH_FAIL_TYPO = """\
+stdin:1:1-21: WARNING: do_sys_opnat2 is not traceable (either non-existing, inlined, or marked as "notrace"); attaching to it will likely fail
+kprobe:do_sys_opnat2 { }
+~~~~~~~~~~~~~~~~~~~~
+Attaching 1 probe...
+cannot attach kprobe, Invalid argument
+ERROR: Error attaching probe: kprobe:do_sys_opnat2
+"""
+
+SPELLINGS_017 = """\
+ERROR: Can not access field 'fd' on type '(ctx) struct _tracepoint_syscalls_sys_enter_close *'. Try dereferencing it first, or using '->'
+ERROR: delete() requires one argument (2 provided)
+FATAL: Invalid probe type made it to attachpoint parser
+ERROR: Failed to fork child: path 'cat' must refer to a unique binary but matched 2 binaries
+"""
+NOT_TRACEABLE = 'WARNING: ... is not traceable (either non-existing, inlined, or marked as "notrace")'
+CAT_CLOSES = ("sudo bpftrace -e 'kprobe:close_fd /comm == \"cat\"/ { @close_fd = count(); }"
+              " tracepoint:syscalls:sys_enter_close /comm == \"cat\"/ { @close_syscalls = count(); }'"
+              " -c '/usr/bin/cat /dev/null'")
+LIST_BOTH_CLOSE = ("sudo bpftrace -e 'kprobe:close_fd,kprobe:file_close_fd /comm == \"cat\"/ { @[probe] = count(); }'"
+                   " -c '/usr/bin/cat /dev/null'")
+KPROBES_LIST = """\
+sudo bpftrace -e 'kprobe:do_sys_openat2 /comm == "no-such-comm"/ { }' > /dev/null 2>&1 & bt=$!
+for i in $(seq 240); do sudo grep -q do_sys_openat2 /sys/kernel/debug/kprobes/list && break; sleep 0.5; done
+sudo cat /sys/kernel/debug/kprobes/list; sudo kill -INT $bt; wait $bt"""
+
+QUOTED = [
+    # section 2, the close path
+    dict(cmd=CAT_CLOSES, when=("linux 6.12",),
+         shows="Attaching 2 probes...\n\n\n@close_fd: 0\n@close_syscalls: 5\n"),
+    dict(cmd=CAT_CLOSES, in_text=False, when=("linux 6.1",),
+         expect=[r"^@close_fd: ([1-9]\d*)\n@close_syscalls: \1$"]),
+    dict(cmd=LIST_BOTH_CLOSE, in_text=False, when=("linux 6.1", "bpftrace 0.17"), rc=255,
+         quotes=["ERROR: Code not generated for probe: kprobe:file_close_fd from: "
+                 "kprobe:close_fd,kprobe:file_close_fd"]),
+    dict(cmd=LIST_BOTH_CLOSE, in_text=False, when=("linux 6.12",), rc=0,
+         expect=[r"^@\[kprobe:file_close_fd\]: \d+$"]),
+    # section 2, arguments
+    dict(cmd="sudo bpftrace -lv 'kfunc:do_sys_openat2'", when=("bpftrace 0.23",),
+         shows="fentry:vmlinux:do_sys_openat2\n    int dfd\n    const char * filename\n"
+               "    struct open_how * how\n    long int retval\n"),
+    dict(cmd="sudo bpftrace -lv 'kfunc:do_sys_openat2'", in_text=False, when=("bpftrace 0.17",),
+         expect=[r"^kfunc:vmlinux:do_sys_openat2\n\s+int dfd\n\s+const char \* filename\n"
+                 r"\s+struct open_how \* how\n"]),
+    dict(cmd="sudo bpftrace -e 'kprobe:do_sys_openat2 /comm == \"cat\"/ { printf(\"[%s]\\n\", str(arg1)); }'"
+             " -c '/usr/bin/cat /dev/null'",
+         shows="Attaching 1 probe...\n[]\n[]\n[]\n", reject=[r"^\[.+\]$"]),
+    dict(cmd="sudo bpftrace -e 'kprobe:do_sys_openat2 /comm == \"cat\"/ { printf(\"%s flags %o\\n\","
+             " str(uptr(arg1)), ((struct open_how *)arg2)->flags); }' -c '/usr/bin/cat /dev/null'",
+         when=("x86_64",),
+         shows="Attaching 1 probe...\n/etc/ld.so.cache flags 2100000\n"
+               "/lib/x86_64-linux-gnu/libc.so.6 flags 2100000\n/dev/null flags 100000\n"),
+    dict(cmd="sudo bpftrace -lv tracepoint:syscalls:sys_enter_close",
+         shows="tracepoint:syscalls:sys_enter_close\n    int __syscall_nr\n    unsigned int fd\n"),
+    # str() is cut at 63 characters on bpftrace 0.17
+    dict(cmd="d=/tmp/bpfhol-long-path-0123456789-0123456789-0123456789-0123456789; mkdir -p $d;"
+             " touch $d/f; sudo bpftrace -e 'kprobe:do_sys_openat2 /comm == \"cat\"/ { printf(\"[%s]\\n\","
+             " str(uptr(arg1))); }' -c \"/usr/bin/cat $d/f\"", in_text=False, when=("bpftrace 0.17",),
+         expect=[r"^\[/tmp/bpfhol-long-path-0123456789-0123456789-0123456789-01234567\]$"]),
+    # section 2, is it probe-able?
+    dict(cmd="sudo bpftrace -e 'kprobe:do_sys_opnat2 { }'", when=("bpftrace 0.23",), rc=255,
+         shows=ATTACH_FAIL_TYPO, quotes=[NOT_TRACEABLE, "ERROR: Error attaching probe: kprobe:..."]),
+    dict(cmd="sudo bpftrace -e 'kprobe:do_sys_opnat2 { }'", in_text=False, when=("bpftrace 0.17",), rc=255,
+         quotes=[NOT_TRACEABLE, "cannot attach kprobe, probe entry may not exist",
+                 "ERROR: Error attaching probe: 'kprobe:do_sys_opnat2'"]),
+    dict(cmd="sudo bpftrace -e 'kprobe:alloc_trace_kprobe { }'", rc=255, quotes=[NOT_TRACEABLE],
+         expect=[r"^ERROR: Error attaching probe: '?kprobe:alloc_trace_kprobe'?$"]),
+    dict(cmd="sudo dmesg | grep 'notrace function'",
+         shows="trace_kprobe: Could not probe notrace function alloc_trace_kprobe\n"),
+    dict(cmd="sudo bpftrace -e 'kprobe:get_kprobe { }'", in_text=False, rc=255,
+         quotes=["cannot attach kprobe, Invalid argument"],
+         expect=[r"^ERROR: Error attaching probe: '?kprobe:get_kprobe'?$"]),
+    dict(cmd="sudo bpftrace -e 'kprobe:get_kprobe { }'", in_text=False, when=("bpftrace 0.23",), rc=255,
+         expect=[r"WARNING: get_kprobe is not traceable"]),
+    dict(cmd="sudo bpftrace -e 'kprobe:get_kprobe { }'", in_text=False, when=("bpftrace 0.17",), rc=255,
+         reject=[r"WARNING"]),
+    dict(cmd="sudo bpftrace -l 'kprobe:get_kprobe'", in_text=False, rc=0,   # listed, yet refused
+         expect=[r"^kprobe:get_kprobe$"]),
+    # section 3, kstack and the system call wrappers
+    dict(cmd=f"sudo bpftrace {GUEST_LAB}/examples/04-open-stack.bt -c '/usr/bin/cat /dev/null'",
+         in_text=False, when=("x86_64",),
+         shows="@stacks[\n        do_sys_openat2+1\n        __x64_sys_openat+85\n        do_syscall_64+135\n"
+               "        entry_SYSCALL_64_after_hwframe+118\n]: 3\n"),
+    dict(cmd="sudo bpftrace -lv 'kfunc:__*64_sys_openat'", when=("x86_64", "bpftrace 0.23"),
+         shows="fentry:vmlinux:__x64_sys_openat\n    const struct pt_regs * regs\n    long int retval\n"),
+    dict(cmd="sudo bpftrace -lv 'kfunc:__*64_sys_openat'", in_text=False, when=("x86_64", "bpftrace 0.17"),
+         expect=[r"^kfunc:vmlinux:__x64_sys_openat\n\s+const struct pt_regs \* regs$"]),
+    # section 6, spellings that fail on 0.17 (and work on 0.23)
+    dict(cmd="sudo bpftrace -e 'tracepoint:syscalls:sys_enter_close /comm == \"cat\"/ { @[args.fd] = count(); }'"
+             " -c '/usr/bin/cat /dev/null'", in_text=False, when=("bpftrace 0.17",), rc=1,
+         part_of=SPELLINGS_017, quotes=["ERROR: Can not access field 'fd' ..."]),
+    dict(cmd="sudo bpftrace -e 'tracepoint:syscalls:sys_enter_close /comm == \"cat\"/ { @fds[args->fd] = count();"
+             " delete(@fds, 2); }' -c '/usr/bin/cat /dev/null'", in_text=False, when=("bpftrace 0.17",), rc=1,
+         part_of=SPELLINGS_017, quotes=["ERROR: delete() requires one argument (2 provided)"]),
+    dict(cmd="sudo bpftrace -e 'fentry:do_sys_openat2 { }' -c /usr/bin/true", in_text=False,
+         when=("bpftrace 0.17",), part_of=SPELLINGS_017,
+         quotes=["FATAL: Invalid probe type made it to attachpoint parser"]),
+    dict(cmd="sudo bpftrace -e 'kprobe:do_sys_openat2 { }' -c 'cat /dev/null'", in_text=False,
+         when=("bpftrace 0.17",), rc=255, part_of=SPELLINGS_017,
+         quotes=["ERROR: Failed to fork child: path 'cat' must refer to a unique binary but matched 2 binaries"]),
+    dict(cmd="sudo bpftrace -e 'tracepoint:syscalls:sys_enter_close /comm == \"cat\"/ { @[args.fd] = count();"
+             " delete(@, 1); }' -c 'cat /dev/null'", in_text=False, when=("bpftrace 0.23",), rc=0,
+         expect=[r"^@\[3\]: 3$"], reject=[r"^@\[1\]:"],
+         quotes=["WARNING: Can't delete map element because it does not exist."]),
+    dict(cmd="sudo bpftrace -e 'fentry:do_sys_openat2 /comm == \"cat\"/ { @n = count(); }"
+             " kfunc:do_sys_openat2 /comm == \"cat\"/ { @k = count(); }' -c 'cat /dev/null'",
+         in_text=False, when=("x86_64", "bpftrace 0.23"), rc=0, expect=[r"^@n: 3$", r"^@k: 3$"]),
+    # section 10, troubleshooting
+    dict(cmd="sudo bpftrace -e 'kprobe:close_fd { @calls = count(); } END { printf(\"%d\\n\", @calls); }'",
+         in_text=False, when=("bpftrace 0.23",), rc=1,
+         quotes=["ERROR: printf: %d specifier expects a value of type int (count_t supplied)"]),
+    dict(cmd="sudo BPFTRACE_PERF_RB_PAGES=1 bpftrace -e 'tracepoint:raw_syscalls:sys_enter /comm == \"dd\"/"
+             " { printf(\"%d %d %d\\n\", tid, cpu, args->id); }'"
+             " -c '/usr/bin/dd if=/dev/zero of=/dev/null bs=1 count=100000 status=none' | grep '^Lost '",
+         in_text=False, quotes=["Lost 1234 events"]),
+    # section 11: a kprobe on a function entry rides on ftrace on x86_64
+    dict(cmd=KPROBES_LIST, in_text=False, when=("x86_64",),
+         expect=[r"\sk\s+do_sys_openat2\+0x0\s+\[FTRACE\]"]),
+]
+QUOTED_MARKERS = ("ERROR:", "WARNING:", "FATAL:", "Lost ", "cannot attach")
+
+
+def holds(when, kernel):
+    """Does an entry's `when` hold on this VM? Conditions: x86_64, linux 6.1|6.12, bpftrace 0.17|0.23."""
+    for cond in when:
+        kind, _, value = cond.partition(" ")
+        ok = {"x86_64": lambda: kernel["arch"] == "x86_64",
+              "linux": lambda: kernel["release"].startswith(value + "."),
+              "bpftrace": lambda: f"v{value}." in kernel["bpftrace"]}[kind]()
+        if not ok:
+            return False
+    return True
+
+
+def prose_quotes():
+    """`...` spans outside code blocks that quote a message."""
+    prose = re.sub(r"```.*?```", "", (LAB / "README.md").read_text(), flags=re.S)
+    return [q for q in re.findall(r"`([^`\n]+)`", prose) if any(m in q for m in QUOTED_MARKERS)]
+
+
+def quote_pattern(quote):
+    """A quote as a regex: `...` matches anything, a number matches any number."""
+    return re.sub(r"\d+", r"\\d+", re.escape(quote)).replace(r"\.\.\.", ".*")
+
+
+def part_lines(entry, line):
+    """Is `line` of the entry's shared block (part_of) this entry's output? Its quotes say which."""
+    return any(re.fullmatch(quote_pattern(q), line) for q in entry.get("quotes", []))
+
+
+def shown_line_found(line, output_lines):
+    norm = lambda s: re.sub(r"\+\d+$", "+N", s.strip())
+    want = norm(line)
+    for got in output_lines:
+        got = norm(got)
+        if got == want or re.fullmatch(r"(stdin:\d+:\d+-\d+: |\[\s*\d+\.\d+\] )" + re.escape(want), got):
+            return True
+    return False
+
+
+def test_quoted_commands_and_messages_are_tested():
+    """The text's failure commands, shown outputs and quoted messages all have a QUOTED entry (no VM)."""
+    sh_lines = {ln.strip() for block in text_blocks("sh") for ln in block.splitlines()}
+    entry_cmds = {e["cmd"] for e in QUOTED if e.get("in_text", True)}
+    assert entry_cmds <= sh_lines, entry_cmds - sh_lines
+    runs = {ln for ln in sh_lines if ln.startswith(("sudo bpftrace -e ", "sudo dmesg"))}
+    assert runs <= entry_cmds, runs - entry_cmds
+    shown = {e["shows"] for e in QUOTED if e.get("shows")} | {e["part_of"] for e in QUOTED if e.get("part_of")}
+    assert set(text_blocks("text")) == shown, (set(text_blocks("text")) ^ shown)
+    for block in {e["part_of"] for e in QUOTED if e.get("part_of")}:
+        parts = [e for e in QUOTED if e.get("part_of") == block]
+        for line in block.splitlines():   # each line of a shared block is the output of one of its entries
+            assert sum(bool(part_lines(e, line)) for e in parts) == 1, line
+    quotes = {q for e in QUOTED for q in e.get("quotes", [])}
+    assert set(prose_quotes()) == quotes, (set(prose_quotes()) ^ quotes)
+    for q in quotes:   # a quote must be matchable by its own pattern (digits -> any number)
+        assert re.fullmatch(quote_pattern(q), q.replace("...", "x")), q
+
+
+def entry_id(e):
+    return (" & ".join(e.get("when", ())) or "all") + ": " + e["cmd"][:70]
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("entry", QUOTED, ids=[entry_id(e) for e in QUOTED])
+def test_quoted_command_prints_what_the_text_shows(lab, kernel, entry):
+    if not holds(entry.get("when", ()), kernel):
+        pytest.skip(f"holds on {entry['when']}, this VM: {kernel}")
+    r = lab.run("( " + entry["cmd"] + " ) > /tmp/bpfhol-quoted.out 2>&1; rc=$?;"
+                " head -c 200000 /tmp/bpfhol-quoted.out; echo \"[rc=$rc]\"", timeout=600)
+    out, _, rc = r.stdout.rpartition("[rc=")
+    rc = int(rc.strip().rstrip("]"))
+    print(f"{kernel['release']} {kernel['bpftrace']} rc={rc}\n{out[-3000:]}")
+    if "rc" in entry:
+        assert rc == entry["rc"], out[-3000:]
+    lines = out.splitlines()
+    shown = (entry.get("shows") or "").splitlines()
+    shown += [ln for ln in (entry.get("part_of") or "").splitlines() if part_lines(entry, ln)]
+    for line in shown:
+        if line.strip():
+            assert shown_line_found(line, lines), f"{line!r} not in:\n{out[-3000:]}"
+    for q in entry.get("quotes", []):
+        assert re.search(quote_pattern(q), out), f"{q!r} not in:\n{out[-3000:]}"
+    for pattern in entry.get("expect", []):
+        assert re.search(pattern, out, re.M), f"{pattern!r} not in:\n{out[-3000:]}"
+    for pattern in entry.get("reject", []):
+        assert not re.search(pattern, out, re.M), f"{pattern!r} in:\n{out[-3000:]}"
 
 
 # ---- the installed lab ------------------------------------------------------------------------------
