@@ -25,16 +25,20 @@ API of the object `lab_vm` (session scope, one VM for the whole run):
     name         the unique libvirt domain prefix of this VM (bpfhol-test-<hex>)
     up(timeout=2400, provision=True), destroy()   used by the fixture (and bench/provision.py)
 
-Environment: BPFHOL_GUEST (debian13 default | debian12); BPFHOL_SKIP_VM=1 skips (the only reason to skip:
+Environment: BPFHOL_GUEST (debian13 default | debian12); BPFHOL_ARCH=arm64 makes `lab_vm` an emulated arm64 guest
+instead (ArmLabVM below: images/build-box --arch arm64, booted with images/qemu-vm --arch arm64, provisioned with
+ansible-playbook; same API; opt-in and slow, not part of the default run); BPFHOL_SKIP_VM=1 skips (the only reason to skip:
 otherwise a box that does not build or a VM that does not boot is a test failure); BPFHOL_KEEP_VM=1 keeps the VM
 after the run (its .vagrant dir is printed).  The VM gets its own libvirt domain name and its own .vagrant dir
 (VAGRANT_DOTFILE_PATH), so it never collides with a student's `vagrant up` in vagrant/.
 """
 
+import json
 import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -50,6 +54,9 @@ from ansible_recap import play_recap  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 VAGRANT_DIR = REPO / "vagrant"
 SUITES = {"debian13": "trixie", "debian12": "bookworm"}
+ARCH = os.environ.get("BPFHOL_ARCH", "amd64")
+ARM64_HOST_TOOLS = {"qemu-system-aarch64": "qemu-system-arm", "mkfs.fat": "dosfstools", "mcopy": "mtools",
+                    "debootstrap": "debootstrap", "update-binfmts": "binfmt-support"}
 
 
 def _tail(text, n=25):
@@ -152,12 +159,111 @@ class LabVM:
         return r
 
 
-def build_box(guest, timeout=1800):
-    """images/build-box --json for the guest's suite; returns its info dict (raises AssertionError)."""
-    import json
+class ArmLabVM(LabVM):
+    """The same API as LabVM for an emulated arm64 guest on this x86_64 machine: the arm64 image booted by
+    images/qemu-vm (UEFI, TCG), provisioned by the host's ansible-playbook with playbooks/lab.yml (what
+    Vagrant's ansible provisioner runs).  No Vagrant: vagrant-libvirt does not drive a foreign-arch guest here."""
+
+    def __init__(self, workdir, guest):
+        self.workdir = Path(workdir)
+        self.guest = guest
+        self.name = "bpfhol-test-arm64-" + uuid.uuid4().hex[:6]
+        self.answers_dir = self.workdir / "answers"        # not shared with the guest (no synced folder)
+        self.answers_dir.mkdir(parents=True, exist_ok=True)
+        self.log = self.workdir / "ansible.log"
+        self.grader_key = str(self.workdir / "grader_key")
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bpfhol-test-grader", "-f",
+                        self.grader_key], check=True, timeout=30)
+        self.ssh_config = ""
+        self.host, self.user, self.ssh_host = "127.0.0.1", "vagrant", "bpfhol-" + self.name
+        self.port = self.key = None
+        self.box = {}
+        self.timings = {}
+        self.up_output = ""
+        self.accel = "kvm" if os.uname().machine == "aarch64" and os.access("/dev/kvm", os.W_OK) else "tcg"
+        self._cfg = self.workdir / "ssh_config"
+        self.inventory = self.workdir / "inventory.ini"
+        self.env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+                        ANSIBLE_FORCE_COLOR="0")
+
+    def qemu_vm(self, *args, timeout=300):
+        return subprocess.run([str(REPO / "images" / "qemu-vm"), *args, "--name", self.name], capture_output=True,
+                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def boot(self, timeout=1200):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        t0 = time.time()
+        r = self.qemu_vm("start", "--arch", "arm64", "--suite", SUITES[self.guest], "--port", str(port), "--fresh",
+                         "--timeout", str(timeout - 60), timeout=timeout)
+        self.timings["boot_s"] = round(time.time() - t0, 1)
+        if r.returncode != 0:
+            raise AssertionError(f"images/qemu-vm start --arch arm64 failed:\n{_tail(r.stderr)}")
+        r = self.qemu_vm("ssh-config", timeout=60)
+        self.ssh_config = r.stdout
+        self._cfg.write_text(self.ssh_config)
+        state = json.loads(self.qemu_vm("status", timeout=60).stdout)
+        self.port = state["port"]
+        self.key = f"/var/lib/bpfhol/qemu-vm/{self.name}/id_vagrant"
+        self.inventory.write_text(
+            f"{self.name} ansible_host=127.0.0.1 ansible_port={self.port} ansible_user=vagrant "
+            f"ansible_ssh_private_key_file={self.key} ansible_ssh_common_args='-o StrictHostKeyChecking=no "
+            f"-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR'\n")
+
+    def ansible(self, *args, timeout=3600):
+        pubkeys = [Path(self.grader_key + ".pub").read_text().strip()]
+        playbook = Path(sys.executable).parent / "ansible-playbook"
+        exe = str(playbook) if playbook.exists() else (shutil.which("ansible-playbook") or "ansible-playbook")
+        cmd = [exe, "-i", str(self.inventory), str(REPO / "playbooks" / "lab.yml"), "-e",
+               json.dumps({"bpfhol_student_user": "vagrant", "bpfhol_grader_pubkeys": pubkeys}), *args]
+        try:
+            r = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=timeout,
+                               stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"ansible-playbook {' '.join(args)} did not finish in {timeout}s")
+        with open(self.log, "a") as f:
+            f.write(f"$ ansible-playbook {' '.join(args)}  (exit {r.returncode})\n{r.stdout}{r.stderr}\n")
+        return r
+
+    def up(self, timeout=4800, provision=True):
+        self.boot()
+        if provision:
+            t0 = time.time()
+            r = self.ansible(timeout=timeout)
+            self.timings["first_provision_s"] = round(time.time() - t0, 1)
+            self.up_output = r.stdout + r.stderr
+            if r.returncode != 0:
+                raise AssertionError(f"first provision of the arm64 guest failed; log {self.log}:\n"
+                                     f"{_tail(self.up_output, 40)}")
+        self.timings["up_s"] = round(self.timings["boot_s"] + self.timings.get("first_provision_s", 0), 1)
+
+    def provision(self, timeout=3600, tags=None):
+        t0 = time.time()
+        r = self.ansible(*(["--tags", tags] if tags else []), timeout=timeout)
+        if not tags:
+            self.timings.setdefault("next_provisions_s", []).append(round(time.time() - t0, 1))
+        out = r.stdout + r.stderr
+        if r.returncode != 0:
+            raise AssertionError(f"ansible-playbook against the arm64 guest failed (exit {r.returncode}):\n"
+                                 f"{_tail(out, 40)}")
+        return out
+
+    def vagrant(self, *args, timeout=600):
+        pytest.skip("no Vagrant for the emulated arm64 guest (it runs under images/qemu-vm)")
+
+    def destroy(self):
+        self.qemu_vm("stop", timeout=120)
+        shutil.rmtree(f"/var/lib/bpfhol/qemu-vm/{self.name}", ignore_errors=True)
+
+
+def build_box(guest, timeout=1800, arch="amd64"):
+    """images/build-box --json for the guest's suite (and arch); returns its info dict (raises AssertionError)."""
     t0 = time.time()
+    extra = ["--arch", arch] + ([] if arch == "amd64" else ["--no-add"])
     try:
-        r = subprocess.run([str(REPO / "images" / "build-box"), "--suite", SUITES[guest], "--json"],
+        r = subprocess.run([str(REPO / "images" / "build-box"), "--suite", SUITES[guest], *extra, "--json"],
                            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         raise AssertionError(f"images/build-box did not finish in {timeout}s")
@@ -183,6 +289,8 @@ def lab_box(lab_vm_guest):
         pytest.skip("BPFHOL_SKIP_VM=1: real-VM tests skipped")
     if os.geteuid() != 0:
         pytest.fail("VM tests need root (debootstrap, libvirt); run them as root through scripts/test")
+    if ARCH not in ("amd64", "arm64"):
+        pytest.fail(f"BPFHOL_ARCH must be amd64 or arm64 (got {ARCH!r})")
     for tool in ("vagrant", "virsh", "debootstrap", "qemu-system-x86_64"):
         if not shutil.which(tool):
             pytest.fail(f"{tool} missing: run scripts/setup-host")
@@ -190,8 +298,12 @@ def lab_box(lab_vm_guest):
                        timeout=1800, stdin=subprocess.DEVNULL)
     if r.returncode != 0:
         pytest.fail(f"scripts/setup-host failed:\n{_tail(r.stdout)}\n{_tail(r.stderr)}")
+    if ARCH == "arm64":      # setup-host installed these with BPFHOL_ARCH=arm64; say so if it could not
+        missing = sorted({pkg for tool, pkg in ARM64_HOST_TOOLS.items() if not shutil.which(tool)})
+        if missing:
+            pytest.fail(f"BPFHOL_ARCH=arm64 needs: apt-get install {' '.join(missing)} qemu-user-static qemu-efi-aarch64")
     try:
-        return build_box(lab_vm_guest)
+        return build_box(lab_vm_guest, **({"timeout": 5400, "arch": "arm64"} if ARCH == "arm64" else {}))
     except AssertionError as e:
         pytest.fail(str(e))
 
@@ -199,11 +311,12 @@ def lab_box(lab_vm_guest):
 @pytest.fixture(scope="session")
 def lab_vm(lab_box, lab_vm_guest):
     workdir = tempfile.mkdtemp(prefix="bpfhol-vm-")
-    vm = LabVM(workdir, lab_vm_guest)
+    vm = (ArmLabVM if ARCH == "arm64" else LabVM)(workdir, lab_vm_guest)
     vm.box = lab_box
     vm.timings["box_s"] = lab_box.get("wall_s")
-    vm.accel = subprocess.run([str(REPO / "images" / "detect-accel")], capture_output=True, text=True,
-                              timeout=60).stdout.strip()
+    if ARCH != "arm64":
+        vm.accel = subprocess.run([str(REPO / "images" / "detect-accel")], capture_output=True, text=True,
+                                  timeout=60).stdout.strip()
     try:
         try:
             vm.up()
@@ -211,7 +324,15 @@ def lab_vm(lab_box, lab_vm_guest):
             pytest.fail(str(e))
         yield vm
     finally:
-        if os.environ.get("BPFHOL_KEEP_VM") == "1":
+        if ARCH == "arm64":
+            # kept after the run for images/README.md's record (the workdir goes)
+            Path(os.environ.get("BPFHOL_VM_TIMINGS", "/tmp/bpfhol-vm-timings-arm64.json")).write_text(
+                json.dumps(vm.timings, indent=1) + "\n")
+            print(f"\narm64 VM timings: {json.dumps(vm.timings)}")
+        if os.environ.get("BPFHOL_KEEP_VM") == "1" and ARCH == "arm64":
+            print(f"\nBPFHOL_KEEP_VM=1: arm64 VM kept: images/qemu-vm ssh --name {vm.name}; "
+                  f"inventory {vm.inventory}; stop: images/qemu-vm stop --name {vm.name}")
+        elif os.environ.get("BPFHOL_KEEP_VM") == "1":
             print(f"\nBPFHOL_KEEP_VM=1: VM kept; VAGRANT_CWD={VAGRANT_DIR} VAGRANT_DOTFILE_PATH={workdir}/.vagrant "
                   f"BPFHOL_VM_NAME={vm.name} BPFHOL_ANSWERS_DIR={vm.answers_dir}")
         else:
