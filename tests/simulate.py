@@ -52,9 +52,20 @@ def truth_log(truth):
     return [json.dumps(rec) for rec in lines]
 
 
+def printf(*lines):
+    """bpftrace -f json output of printf lines."""
+    return "".join(json.dumps({"type": "printf", "data": line + "\n"}) + "\n" for line in lines)
+
+
+def map_(name, table):
+    """bpftrace -f json output of a printed map (a dict) or a scalar map (a number)."""
+    data = {name: {str(k): v for k, v in table.items()}} if isinstance(table, dict) else {name: table}
+    return json.dumps({"type": "map", "data": data}) + "\n"
+
+
 def runs(lab, n, seed=0):
     rng = random.Random(seed)
     return [simulated_run(lab, rng) for _ in range(n)]
 
 
-__all__ = ["Truth", "simulated_run", "truth_for", "runs"]
+__all__ = ["Truth", "simulated_run", "truth_for", "truth_log", "printf", "map_", "runs"]

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import simulate
+from simulate import map_, printf
 from grader import bpftrace_output
 from grader.checks import CHECKS
 from grader.labspec import load_lab
@@ -29,13 +30,6 @@ RUNS = simulate.runs(LAB, 200, seed=99)
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
-def printf(*lines):
-    return "".join(json.dumps({"type": "printf", "data": line + "\n"}) + "\n" for line in lines)
-
-
-def map_(name, table):
-    data = {name: {str(k): v for k, v in table.items()}} if isinstance(table, dict) else {name: table}
-    return json.dumps({"type": "map", "data": data}) + "\n"
 
 
 def judge(ex_id, text, truth):

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import simulate
+from simulate import map_, printf
 from grader import grading
 from grader.journal import Journal
 from grader.labspec import load_lab
@@ -14,8 +15,6 @@ from grader.labspec import load_lab
 REPO = Path(__file__).resolve().parents[2]
 
 
-def printf(*lines):
-    return "".join(json.dumps({"type": "printf", "data": line + "\n"}) + "\n" for line in lines)
 
 
 class ReplayBackend:

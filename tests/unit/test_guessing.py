@@ -17,6 +17,7 @@ from collections import Counter
 import pytest
 
 import simulate
+from simulate import map_, printf
 from grader import bpftrace_output
 from grader.checks import CHECKS
 from grader.labspec import load_lab
@@ -29,13 +30,6 @@ SIMULATED = simulate.runs(LAB, RUNS, seed=20261126)
 FD_RANGE = range(0, 340)          # every descriptor number a guesser could think of (spare fds <= 127, opens <= 201)
 
 
-def printf(*lines):
-    return "".join(json.dumps({"type": "printf", "data": line + "\n"}) + "\n" for line in lines)
-
-
-def map_(name, table):
-    data = {name: {str(k): v for k, v in table.items()}} if isinstance(table, dict) else {name: table}
-    return json.dumps({"type": "map", "data": data}) + "\n"
 
 
 def lhist(name, counts):
