@@ -88,11 +88,14 @@ def build_job(lab, scripts, rng=None):
     for ex in lab.exercises:
         how, where = scripts[ex.id]
         job_scripts.append({"name": ex.id, how: where})
-    return {
+    job = {
         "version": AGENT_VERSION, "lab": lab.name, "scripts": job_scripts, "workload": workload,
         "window": lab.window, "attach_timeout": lab.attach_timeout, "grace": lab.grace,
         "output_cap": lab.output_cap, "script_cap": lab.script_cap, "stop_menu_workloads": True,
     }
+    if lab.lock_wait is not None:
+        job["lock_wait"] = lab.lock_wait
+    return job
 
 
 TRANSPORT_SLACK = 30   # upload, mktemp, cleanup and the reply over a slow link

@@ -53,6 +53,7 @@ class Lab:
     output_cap: int
     script_cap: int
     exercises: list
+    lock_wait: float = None      # how long a job may wait for another on the same host (None: the agent's own)
 
     @property
     def max_score(self):
@@ -183,6 +184,7 @@ def load_lab(name_or_path, labs_dir=None):
         window=num("window_seconds", 12, 2, 120), attach_timeout=num("attach_timeout_seconds", 60, 5, 240),
         grace=num("grace_seconds", 4, 1, 30), output_cap=int(num("output_cap_bytes", 262144, 1024, 8 << 20)),
         script_cap=int(num("script_cap_bytes", 65536, 256, 1 << 20)), exercises=exercises,
+        lock_wait=num("lock_wait_seconds", 0, 0, 900) if "lock_wait_seconds" in data else None,
     )
 
 

@@ -19,10 +19,12 @@ pytestmark = pytest.mark.faults
 
 
 def _job_timeout():
-    from grader.grading import job_timeout
+    """The grader's outer bound for one job of the fault lab (derived from the agent's own bounds)."""
+    from grader.grading import build_job, job_timeout
     from grader.labspec import load_lab
 
-    return job_timeout(load_lab(str(FAULT_LAB)))
+    lab = load_lab(str(FAULT_LAB))
+    return job_timeout(build_job(lab, {ex.id: ("upload", ex.script) for ex in lab.exercises}))
 
 
 def test_ssh_steps_that_never_answer_are_cut_off(tmp_path, farm, lab_prefix):
