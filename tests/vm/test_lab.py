@@ -565,17 +565,21 @@ def test_reference_solutions_answer_correctly(lab, kernel):
     assert setup.returncode == 0, setup.stderr
     wl = (f"/opt/bpfhol/bin/kprobeme --file {work}/the-lab-file.txt --leak-every 3 --interval-ms 500"
           f" --duration-s 8 --truth-log {work}/truth.jsonl")
-    # one runner per script would triple the attach time; run the three bpftraces side by side
+    # one runner per script would triple the attach time; run the three bpftraces side by side.
+    # As the grader does: kprobeme starts held (its truth log, which it never closes, is opened before the
+    # probes exist) and is released with SIGUSR1 once the scripts are attached.
     script = f"""
 set -u
 cd {work}
+{wl} --hold & kp=$!
+for i in $(seq 300); do [ -s truth.jsonl ] && break; sleep 0.1; done
 for q in q1 q2 q3; do bpftrace $q.bt > $q.out 2> $q.err & echo $! > $q.pid; done
 for i in $(seq {ATTACH_BOUND * 10}); do
   n=0; for q in q1 q2 q3; do grep -q '^tracing\\|^tracking' $q.out && n=$((n+1)); done
   [ $n = 3 ] && break; sleep 0.1
 done
 sleep 3
-{wl}
+kill -USR1 $kp; wait $kp
 sleep 1
 for q in q1 q2 q3; do kill -INT $(cat $q.pid); done
 # bounded: bpftrace 0.17 under heavy TCG load was seen ignoring SIGINT (hung for 13 min)
