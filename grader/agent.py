@@ -22,8 +22,11 @@ A job runs in phases, each a function below, in this order:
     attach_barrier   bpftrace starts its -c child only after every probe is attached (0.17 and
                      0.23 alike), so the helper's "ready" file is the proof; late scripts are stopped
     release_workload SIGUSR1: the workload's loop starts now, seen whole by every script
-    watch_window     the workload runs to its end; a decoy file is opened from this process
-    stop_scripts     SIGINT (END probes run, maps print), SIGKILL after the grace
+    watch_window     the workload runs its loop to its "done" record; a decoy file is opened from
+                     this process
+    stop_scripts     SIGINT (END probes run, maps print), SIGKILL after the grace; the workload
+                     is still alive (kprobeme --linger-s), so user stacks resolve as they print
+    stop_workload    SIGTERM, then SIGKILL
     read_truth       the workload's ground-truth log
 
 Standard library only: it must run on a bare Debian 12/13 python3.
@@ -49,7 +52,7 @@ import tempfile
 import threading
 import time
 
-AGENT_VERSION = 2
+AGENT_VERSION = 3
 TRACEFS_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 BPFTRACE = shutil.which("bpftrace") or "/usr/bin/bpftrace"
 SAFE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -458,12 +461,15 @@ def _workload_argv(job, truth_log):
 
 
 class Workload:
-    """The graded workload: started held, released at the barrier, ended by its own count."""
+    """The graded workload: started held, released at the barrier, its loop ended by its own count;
+    it may linger after that (its "done" record) until it is stopped."""
 
     def __init__(self, argv, truth_log):
         self.argv, self.truth_log = argv, truth_log
         self.proc = None
         self.released_at = None
+        self._read_to = 0
+        self._done = False
 
     def start(self, bound):
         """Start it and wait until its start-up is over (its truth log's first line)."""
@@ -490,6 +496,21 @@ class Workload:
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def finished(self):
+        """Its loop is over: it exited, or its truth log has the "done" record (read incrementally)."""
+        if self._done or not self.running():
+            return True
+        try:
+            with open(self.truth_log, "rb") as fh:
+                fh.seek(self._read_to)
+                chunk = fh.read(1 << 20)
+        except OSError:
+            return False
+        end = chunk.rfind(b"\n") + 1          # only whole lines; a partial one is read next time
+        self._read_to += end
+        self._done = b'"event": "done"' in chunk[:end]
+        return self._done
 
     def stop(self):
         """SIGTERM (it logs its exit record), then SIGKILL; bounded."""
@@ -587,13 +608,12 @@ def watch_window(workload, runs, decoy, bounds):
         if decoy and now() >= next_decoy:
             _open_decoy(decoy)
             next_decoy = now() + DECOY_EVERY
-        if workload is not None and not workload.running():
+        if workload is not None and workload.finished():
             break
         if workload is None and not any(run.running() for run in runs):
             break
         time.sleep(POLL_WINDOW)
     if workload is not None:
-        workload.stop()
         time.sleep(0.3)  # the last events reach the probes' buffers
 
 
@@ -619,6 +639,12 @@ def stop_scripts(runs, grace, attach_bound):
             run.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
+
+
+def stop_workload(workload):
+    """After the scripts: a lingering workload kept its memory map for their user stacks until now."""
+    if workload is not None:
+        workload.stop()
 
 
 def read_truth(workload, job, decoy):
@@ -691,6 +717,7 @@ def run_job(job_path):
         release_workload(workload)
         watch_window(workload, runs, decoy, bounds)
         stop_scripts(runs, bounds["grace"], bounds["attach"])
+        stop_workload(workload)
         truth = read_truth(workload, job, decoy)
     finally:
         for run in runs:
