@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_kprobes_lab_loads_and_randomizes():
     lab = load_lab("kprobes")
-    assert [e.script for e in lab.exercises] == ["q1.bt", "q2.bt", "q3.bt"]
+    assert [e.script for e in lab.exercises] == ["q1.bt", "q2.bt", "q3.bt", "q4.bt"]
     assert set(lab.require_probe_types) == {"kprobe", "kretprobe"}
     runs = [lab.workload_run(random.Random(seed)) for seed in range(20)]
     assert len({r["args"]["file"] for r in runs}) == 20
