@@ -26,6 +26,8 @@ from .descriptors import fd_tables
 # Frames of a kernel stack (kstack) that any open shows, on x86_64 and arm64.
 KERNEL_FRAMES = re.compile(r"\b(do_sys_openat2|do_syscall_64|entry_SYSCALL_64\w*|el0_svc\w*|"
                            r"invoke_syscall|__x64_sys_\w+|__arm64_sys_\w+)\b")
+# The libc frame that makes kprobeme's system call: a stack that holds it but no job was cut short.
+LIBC_FRAME = re.compile(r"(?<![A-Za-z0-9_])(syscall|open64|__libc_open64|__open64_nocancel)\+")
 ADDRESS_ONLY = re.compile(r"^\s*(0x)?[0-9a-f]{6,}\s*$", re.I)
 
 
@@ -56,6 +58,8 @@ def leak_sites(output, truth, params):
         if any(KERNEL_FRAMES.search(v) for v in values):
             return Verdict(False, "kernel_stack", "your map holds kernel stacks: they end in the system call, "
                            "not in kprobeme's own functions")
+        if any(LIBC_FRAME.search(v) for v in values):
+            return Verdict(False, "short_stack", "your user stacks stop in libc, before kprobeme's own functions")
         if any(v.strip() and all(ADDRESS_ONLY.match(f) or "[unknown]" in f for f in v.strip().splitlines())
                for v in values):
             return Verdict(False, "unresolved", "your stacks are bare addresses, without function names")

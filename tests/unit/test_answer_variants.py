@@ -136,6 +136,7 @@ NEAR_MISSES = {
             for k, (fd, j) in enumerate(t.leak_jobs.items())}),
         "stacks taken at close (a steady job)": lambda t: map_("@s", {
             fd: simulate.ustack([x for x in simulate.JOBS if x not in t.leaky][0]) for fd in t.leaked_fds}),
+        "one frame only (ustack(1))": lambda t: map_("@s", {fd: "\n        syscall+25\n" for fd in t.leaked_fds}),
         "kernel stacks": lambda t: map_("@s", {fd: "\n        do_sys_openat2+5\n        __x64_sys_openat+85\n"
                                                    "        do_syscall_64+93\n" for fd in t.leaked_fds}),
         "every open kept": lambda t: map_("@s", {fd: simulate.ustack(j) for (_, fd, _), j in zip(t.opens, t.open_jobs)}),
