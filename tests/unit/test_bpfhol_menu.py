@@ -188,9 +188,11 @@ def test_menu_eof_and_quit(env):
 
 
 def test_menu_ctrl_c_exits_cleanly(env):
+    # A student's terminal delivers Ctrl-C to a process whose SIGINT is at its default; a test run started in
+    # the background (nohup ... &) inherits SIGINT ignored, and python then never raises KeyboardInterrupt.
     proc = subprocess.Popen([sys.executable, str(BPFHOL)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env["env"])
+                            env=env["env"], preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         # Wait for the menu (a loaded host may take seconds to start python): a SIGINT before python has
         # its handler kills the process outright (-2), which is not what this test is about.
