@@ -18,12 +18,15 @@ A job runs in phases, each a function below, in this order:
     stage_scripts    copy each student script into a root-only folder, refuse what may not run
     make_lab_files   the randomized lab file and its decoy, in a root-only folder
     start_workload   the workload starts HELD (kprobeme --hold): loader, truth log, spare fds done
-    start_scripts    every script under ``bpftrace -c <ready helper>``
-    attach_barrier   bpftrace starts its -c child only after every probe is attached (0.17 and
-                     0.23 alike), so the helper's "ready" file is the proof; late scripts are stopped
+    start_scripts    every script under bpftrace with __BPFTRACE_NOTIFY_PROBES_ATTACHED set
+    attach_barrier   bpftrace prints that marker line only after every probe is attached (0.17 on
+                     stderr, 0.23 on stdout), so the marker is the proof; late scripts are stopped
     release_workload SIGUSR1: the workload's loop starts now, seen whole by every script
-    watch_window     the workload runs to its end; a decoy file is opened from this process
-    stop_scripts     SIGINT (END probes run, maps print), SIGKILL after the grace
+    watch_window     the workload runs its loop to its "done" record; a decoy file is opened from
+                     this process
+    stop_scripts     SIGINT (END probes run, maps print), SIGKILL after the grace; the workload
+                     is still alive (kprobeme --linger-s), so user stacks resolve as they print
+    stop_workload    SIGTERM, then SIGKILL
     read_truth       the workload's ground-truth log
 
 Standard library only: it must run on a bare Debian 12/13 python3.
@@ -49,7 +52,7 @@ import tempfile
 import threading
 import time
 
-AGENT_VERSION = 2
+AGENT_VERSION = 3
 TRACEFS_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 BPFTRACE = shutil.which("bpftrace") or "/usr/bin/bpftrace"
 SAFE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -157,14 +160,24 @@ def worst_case_seconds(job):
 # one script under bpftrace
 
 
+# bpftrace's own readiness signal (its runtime tests use it): with this variable set, BPFtrace::run()
+# prints the line right after its attach loop, on stderr in 0.17 and on stdout in 0.23.  In -f json
+# mode a script cannot print a bare line of its own, so the marker cannot be forged from a script.
+ATTACHED_ENV = "__BPFTRACE_NOTIFY_PROBES_ATTACHED"
+ATTACHED_LINE = (ATTACHED_ENV + "\n").encode()
+
+
 class CappedReader(threading.Thread):
-    """Drain a pipe so the writer never blocks; keep the first ``cap`` bytes only."""
+    """Drain a pipe so the writer never blocks; keep the first ``cap`` bytes only; note when the
+    attach marker line goes by (and leave it out of the text)."""
 
     def __init__(self, pipe, cap):
         super().__init__(daemon=True)
         self.pipe, self.cap = pipe, cap
         self.buf = bytearray()
         self.total = 0
+        self.marked = False
+        self._tail = b"\n"
 
     def run(self):
         try:
@@ -173,6 +186,10 @@ class CappedReader(threading.Thread):
                 if not chunk:
                     break
                 self.total += len(chunk)
+                if not self.marked:     # the line may come in pieces (0.17 writes it unbuffered)
+                    window = self._tail + chunk
+                    self.marked = b"\n" + ATTACHED_LINE in window
+                    self._tail = window[-len(ATTACHED_LINE) - 1:]
                 room = self.cap - len(self.buf)
                 if room > 0:
                     self.buf += chunk[:room]
@@ -184,24 +201,17 @@ class CappedReader(threading.Thread):
         return self.total > len(self.buf)
 
     def text(self):
-        return self.buf.decode("utf-8", "replace")
-
-
-READY_HELPER = """# bpfhol-agent's attach proof: bpftrace starts its -c command only after every probe is attached.
-: > %s
-exec sleep 86400
-"""
+        data = bytes(self.buf)
+        if self.marked:
+            data = (b"\n" + data).replace(b"\n" + ATTACHED_LINE, b"\n", 1)[1:]
+        return data.decode("utf-8", "replace")
 
 
 class ScriptRun:
     """One student script under bpftrace, from launch to its last byte."""
 
-    def __init__(self, name, path, source, cap, work, index):
+    def __init__(self, name, path, source, cap):
         self.name, self.path, self.source, self.cap = name, path, source, cap
-        self.ready_file = os.path.join(work, "ready-%d" % index)
-        self.helper = os.path.join(work, "ready-%d.sh" % index)
-        with open(self.helper, "w") as fh:
-            fh.write(READY_HELPER % self.ready_file)
         self.attach_seconds = None
         self.proc = None
         self.started = None
@@ -211,12 +221,13 @@ class ScriptRun:
 
     def start(self):
         self.started = now()
-        # -c: bpftrace runs the helper only once all probes are attached (see attach_barrier).
-        # Own session: signals reach bpftrace (and its helper) alone, never the agent.
+        # No -c and no -p: either would make bpftrace 0.20+ attach the script's uprobes to that one
+        # process only.  The attach proof is bpftrace's marker line (see attach_barrier).
+        # Own session: signals reach bpftrace alone, never the agent.
         self.proc = subprocess.Popen(
-            [BPFTRACE, "-f", "json", "-c", "/bin/sh %s" % self.helper, self.path],
+            [BPFTRACE, "-f", "json", self.path],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            start_new_session=True, env=_clean_env(),
+            start_new_session=True, env=dict(_clean_env(), **{ATTACHED_ENV: "1"}),
         )
         self.out = CappedReader(self.proc.stdout, self.cap)
         self.err = CappedReader(self.proc.stderr, min(self.cap, 65536))
@@ -225,7 +236,7 @@ class ScriptRun:
 
     @property
     def attached(self):
-        return os.path.exists(self.ready_file)
+        return self.out.marked or self.err.marked
 
     def note_attached(self):
         if self.attach_seconds is None and self.attached:
@@ -398,7 +409,7 @@ def stage_scripts(job, work):
         dest = os.path.join(work, "s%d.bt" % i)
         with open(dest, "wb") as out:
             out.write(data)
-        run = ScriptRun(name, dest, source, cap, work, i)
+        run = ScriptRun(name, dest, source, cap)
         runs.append(run)
         results.append(run)
     return results, runs
@@ -458,12 +469,15 @@ def _workload_argv(job, truth_log):
 
 
 class Workload:
-    """The graded workload: started held, released at the barrier, ended by its own count."""
+    """The graded workload: started held, released at the barrier, its loop ended by its own count;
+    it may linger after that (its "done" record) until it is stopped."""
 
     def __init__(self, argv, truth_log):
         self.argv, self.truth_log = argv, truth_log
         self.proc = None
         self.released_at = None
+        self._read_to = 0
+        self._done = False
 
     def start(self, bound):
         """Start it and wait until its start-up is over (its truth log's first line)."""
@@ -490,6 +504,21 @@ class Workload:
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def finished(self):
+        """Its loop is over: it exited, or its truth log has the "done" record (read incrementally)."""
+        if self._done or not self.running():
+            return True
+        try:
+            with open(self.truth_log, "rb") as fh:
+                fh.seek(self._read_to)
+                chunk = fh.read(1 << 20)
+        except OSError:
+            return False
+        end = chunk.rfind(b"\n") + 1          # only whole lines; a partial one is read next time
+        self._read_to += end
+        self._done = b'"event": "done"' in chunk[:end]
+        return self._done
 
     def stop(self):
         """SIGTERM (it logs its exit record), then SIGKILL; bounded."""
@@ -545,9 +574,11 @@ def attach_barrier(runs, bound):
     """Wait until every script has attached all its probes (or ended); stop those late past ``bound``.
 
     bpftrace prints its "attached_probes" line BEFORE it loads and attaches the programs (0.17 in
-    main(), 0.23 in BPFtrace::prerun()), so that line proves nothing.  Its -c child, though, is
-    started only after the attach loop (BPFtrace::run() in both versions): the helper's ready
-    file exists only once the probes are live."""
+    main(), 0.23 in BPFtrace::prerun()), so that line proves nothing.  With
+    __BPFTRACE_NOTIFY_PROBES_ATTACHED in its environment it prints that marker right after the
+    attach loop of BPFtrace::run() (both versions), when the probes are live.  (Before agent v3 the
+    proof was a -c child, which bpftrace also starts after the loop; but with -c, bpftrace 0.20+
+    attaches uprobes to the child alone, so a correct uprobe script saw nothing.)"""
     deadline = now() + bound
     while now() < deadline:
         for run in runs:
@@ -587,13 +618,12 @@ def watch_window(workload, runs, decoy, bounds):
         if decoy and now() >= next_decoy:
             _open_decoy(decoy)
             next_decoy = now() + DECOY_EVERY
-        if workload is not None and not workload.running():
+        if workload is not None and workload.finished():
             break
         if workload is None and not any(run.running() for run in runs):
             break
         time.sleep(POLL_WINDOW)
     if workload is not None:
-        workload.stop()
         time.sleep(0.3)  # the last events reach the probes' buffers
 
 
@@ -619,6 +649,12 @@ def stop_scripts(runs, grace, attach_bound):
             run.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
+
+
+def stop_workload(workload):
+    """After the scripts: a lingering workload kept its memory map for their user stacks until now."""
+    if workload is not None:
+        workload.stop()
 
 
 def read_truth(workload, job, decoy):
@@ -691,6 +727,7 @@ def run_job(job_path):
         release_workload(workload)
         watch_window(workload, runs, decoy, bounds)
         stop_scripts(runs, bounds["grace"], bounds["attach"])
+        stop_workload(workload)
         truth = read_truth(workload, job, decoy)
     finally:
         for run in runs:

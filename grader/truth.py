@@ -16,6 +16,10 @@ class Truth:
     leaks: list = field(default_factory=list)    # (seq, fd)
     exited: bool = False
     decoys: list = field(default_factory=list)   # files another process opened during the run
+    jobs: list = field(default_factory=list)     # kprobeme's job functions (the names a user stack shows)
+    leaky: list = field(default_factory=list)    # the jobs that leak in this run
+    leak_jobs: dict = field(default_factory=dict)  # leaked fd -> the job whose open leaked it
+    open_jobs: list = field(default_factory=list)  # the job of each open, in order
 
     @property
     def opened_fds(self):
@@ -50,14 +54,19 @@ def parse_truth(lines):
                 truth.leak_every = int(rec.get("leak_every") or 0)
                 truth.pid = int(rec.get("pid") or 0)
                 truth.spare_fds = int(rec.get("spare_fds") or 0)
+                truth.jobs = [str(j) for j in rec.get("jobs") or [] if isinstance(j, str)]
+                truth.leaky = [str(j) for j in rec.get("leaky") or [] if isinstance(j, str)]
             elif ev == "released":
                 truth.released = True
             elif ev == "open":
                 truth.opens.append((int(rec.get("seq", 0)), int(rec["fd"]), str(rec.get("path", ""))))
+                truth.open_jobs.append(str(rec.get("job", "")))
             elif ev == "close":
                 truth.closes.append((int(rec.get("seq", 0)), int(rec["fd"])))
             elif ev == "leak":
                 truth.leaks.append((int(rec.get("seq", 0)), int(rec["fd"])))
+                if isinstance(rec.get("job"), str):
+                    truth.leak_jobs[int(rec["fd"])] = rec["job"]
             elif ev == "exit":
                 truth.exited = True
         except (KeyError, TypeError, ValueError):

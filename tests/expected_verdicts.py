@@ -3,21 +3,24 @@ replies and by the real VM test). Keys: case folder in tests/fixtures/scripts/<l
 lab's solutions/); values: exercise id -> allowed reasons."""
 
 EXPECTED = {
-    "reference": {"q1": {"ok"}, "q2": {"ok"}, "q3": {"ok"}},
-    # no comm filter / a count instead of descriptors / closes never seen
-    "wrong": {"q1": {"unfiltered"}, "q2": {"no_fds"}, "q3": {"close_path"}},
-    # printing the well-known answers without tracing them
-    "cheat": {"q1": {"not_found"}, "q2": {"no_fds", "count_mismatch"}, "q3": {"no_leaks"}},
-    # syntax error / system() without --unsafe / a probe that cannot attach
-    "broken": {"q1": {"compile_error"}, "q2": {"unsafe"}, "q3": {"attach_failed", "compile_error"}},
-    # str(arg1) on a user pointer / right answer without a kprobe / right answer
-    "empty_path": {"q1": {"empty_path"}, "q2": {"wrong_probe_type"}, "q3": {"ok"}},
+    "reference": {"q1": {"ok"}, "q2": {"ok"}, "q3": {"ok"}, "q4": {"ok"}},
+    # no comm filter / a count instead of descriptors / closes never seen / kernel stacks for q4
+    "wrong": {"q1": {"unfiltered"}, "q2": {"no_fds"}, "q3": {"close_path"}, "q4": {"kernel_stack"}},
+    # printing the well-known answers (and a function name) without tracing them
+    "cheat": {"q1": {"not_found"}, "q2": {"no_fds", "count_mismatch"}, "q3": {"no_leaks"},
+              "q4": {"no_stacks"}},
+    # syntax error / system() without --unsafe / a probe that cannot attach / ustack("all")
+    "broken": {"q1": {"compile_error"}, "q2": {"unsafe"}, "q3": {"attach_failed", "compile_error"},
+               "q4": {"compile_error"}},
+    # str(arg1) on a user pointer / right answer without a kprobe / right answer / no delete on close
+    "empty_path": {"q1": {"empty_path"}, "q2": {"wrong_probe_type"}, "q3": {"ok"}, "q4": {"not_deleted"}},
     # correct answers written differently (tests/unit/test_answer_variants.py): every one passes
-    "variants_a": {"q1": {"ok"}, "q2": {"ok"}, "q3": {"ok"}},
-    "variants_b": {"q1": {"ok"}, "q2": {"ok"}, "q3": {"ok"}},
-    "variants_c": {"q1": {"ok"}, "q2": {"ok"}, "q3": {"ok"}},
-    "variants_d": {"q1": {"ok"}, "q2": {"ok"}, "q3": {"ok"}},
-    "variants_e": {"q1": {"ok"}, "q2": {"ok"}, "q3": {"ok"}},
-    # printing numbers that do not depend on the run: every path / 0..99 on every line / 0..99 "leaked"
-    "cheat_shotgun": {"q1": {"unfiltered"}, "q2": {"count_mismatch", "too_many_numbers"}, "q3": {"no_leaks"}},
+    "variants_a": {"q1": {"ok"}, "q2": {"ok"}, "q3": {"ok"}, "q4": {"ok"}},
+    "variants_b": {"q1": {"ok"}, "q2": {"ok"}, "q3": {"ok"}, "q4": {"ok"}},
+    "variants_c": {"q1": {"ok"}, "q2": {"ok"}, "q3": {"ok"}, "q4": {"ok"}},
+    "variants_d": {"q1": {"ok"}, "q2": {"ok"}, "q3": {"ok"}, "q4": {"ok"}},
+    "variants_e": {"q1": {"ok"}, "q2": {"ok"}, "q3": {"ok"}, "q4": {"ok"}},
+    # printing numbers that do not depend on the run: every path / 0..99 on every line / 0..99 "leaked" / 0..99 -> one function
+    "cheat_shotgun": {"q1": {"unfiltered"}, "q2": {"count_mismatch", "too_many_numbers", "no_fds"}, "q3": {"no_leaks"},
+                      "q4": {"not_deleted", "wrong_fds"}},
 }

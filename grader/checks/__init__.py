@@ -22,4 +22,4 @@ def check(name):
     return register
 
 
-from . import files, descriptors  # noqa: E402,F401  (registers the checks)
+from . import files, descriptors, stacks  # noqa: E402,F401  (registers the checks)

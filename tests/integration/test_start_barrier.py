@@ -1,9 +1,9 @@
 """The agent's start barrier, through the real agent, real bpftrace and real kprobeme on this host
 (tracepoints: this host has no kprobes; the same barrier serves kprobes on the lab VMs, tests/vm).
 
-The workload is started held, every script under ``bpftrace -c <ready helper>``, and the workload is
-released only once each bpftrace has started its -c child, which bpftrace does after attaching every
-probe.  So a script filtered on kprobeme sees exactly the loop: every open (none missed, even beside a
+The workload is started held, every script under bpftrace with __BPFTRACE_NOTIFY_PROBES_ATTACHED set,
+and the workload is released only once each bpftrace has printed that marker, which it does after
+attaching every probe (and which never reaches the student's output).  So a script filtered on kprobeme sees exactly the loop: every open (none missed, even beside a
 script that attaches slowly), no loader or truth-log opens, and descriptors that start where the
 job's offset puts them."""
 
@@ -57,6 +57,8 @@ def test_a_script_sees_every_open_and_nothing_but_the_loop(lab_prefix, test_lab)
         job, reply, truth = run_job(lab_prefix, test_lab, [SEE_ALL, SLOW_TO_ATTACH], seed=attempt)
         see, slow = reply["scripts"]
         assert see["attached"] and slow["attached"], (see["stderr"], slow["stderr"])
+        for item in (see, slow):           # bpftrace's attach marker is the agent's, not the student's
+            assert "__BPFTRACE_NOTIFY_PROBES_ATTACHED" not in item["stdout"] + item["stderr"]
         assert truth.released and truth.opens
         text = printed(see, truth.pid)
         opens = [ln[5:] for ln in text.splitlines() if ln.startswith("open ")]

@@ -154,3 +154,44 @@ def test_map_sizes_beyond_the_labs_needs_are_refused():
     assert agent.refused_config("config = { max_map_keys = 100000000 }\nBEGIN {}")
     assert agent.refused_config("config = { max_map_keys = 8192 }\nBEGIN {}") is None
     assert agent.refused_config("kprobe:f { @[tid] = count(); }") is None
+
+
+@pytest.mark.parametrize("chunks", [
+    [b'{"type": "attached_probes"}\n__BPFTRACE_NOTIFY_PROBES_ATTACHED\n{"type": "printf"}\n'],
+    [b'{"type": "attached_probes"}\n__BPFTRACE_NOTIFY', b'_PROBES_ATTACHED\n{"type": "printf"}\n'],
+    [b'{"type": "attached_probes"}\n', b'__BPFTRACE_NOTIFY_PROBES_ATTACHED', b'\n{"type": "printf"}\n'],
+    [b'{"type": "attached_probes"}\n__BPFTRACE_NOTIFY_PROBES_ATTACHED', b'\n', b'{"type": "printf"}\n'],
+])
+def test_attach_marker_is_seen_across_reads_and_left_out_of_the_output(chunks):
+    """bpftrace's attach marker may arrive split over pipe reads; it marks the script attached and is
+    not part of what the student's script printed."""
+    r, w = os.pipe()
+    reader = agent.CappedReader(os.fdopen(r, "rb"), 1 << 16)
+    reader.start()
+    for chunk in chunks:
+        os.write(w, chunk)
+    os.close(w)
+    reader.join(timeout=5)
+    assert reader.marked
+    assert reader.text() == '{"type": "attached_probes"}\n{"type": "printf"}\n'
+
+
+def test_attach_marker_as_the_first_line():
+    r, w = os.pipe()
+    reader = agent.CappedReader(os.fdopen(r, "rb"), 1 << 16)
+    reader.start()
+    os.write(w, b"__BPFTRACE_NOTIFY_PROBES_ATTACHED\nERROR: later\n")
+    os.close(w)
+    reader.join(timeout=5)
+    assert reader.marked and reader.text() == "ERROR: later\n"
+
+
+def test_attach_marker_inside_a_line_does_not_count():
+    """Only a bare line is the marker: text a script printed (a JSON string) never is."""
+    r, w = os.pipe()
+    reader = agent.CappedReader(os.fdopen(r, "rb"), 1 << 16)
+    reader.start()
+    os.write(w, b'{"type": "printf", "data": "__BPFTRACE_NOTIFY_PROBES_ATTACHED\\n"}\n')
+    os.close(w)
+    reader.join(timeout=5)
+    assert not reader.marked

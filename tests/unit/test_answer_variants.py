@@ -93,6 +93,22 @@ VARIANTS = {
         "counts and leaks map together": lambda t: map_("@open", {fd: 1 for fd in t.leaked_fds})
         + map_("@opens", len(t.opens)) + map_("@closes", len(t.closes)) + map_("@path", {t.pid: t.file}),
     },
+    # q4: the leaked descriptors, each with a value naming the job whose open leaked it.
+    "q4": {
+        "fd -> ustack": simulate.q4_map,
+        "(pid, fd) -> ustack as 0.17 prints it": lambda t: map_("@s", {"%d,%d" % (t.pid, fd): simulate.ustack(j)
+                                                                       for fd, j in t.leak_jobs.items()}),
+        "(comm, fd) -> ustack": lambda t: map_("@s", {"kprobeme,%d" % fd: simulate.ustack(j)
+                                                      for fd, j in t.leak_jobs.items()}),
+        "perf-style frames": lambda t: map_("@leaks", {fd: "\n\t55d0c1a2b3c4 syscall+25 (/usr/lib/libc.so.6)\n"
+                                                          "\t55d0c1a2b3c5 %s+15 (/opt/bpfhol/bin/kprobeme)\n" % j
+                                                           for fd, j in t.leak_jobs.items()}),
+        "two frames only": lambda t: map_("@site", {fd: "\n        syscall+25\n        %s+15\n" % j
+                                                    for fd, j in t.leak_jobs.items()}),
+        "function name from a uprobe": lambda t: map_("@leaked_in", {fd: j for fd, j in t.leak_jobs.items()}),
+        "beside q3's map and counts": lambda t: (map_("@open", {fd: 1 for fd in t.leaked_fds})
+                                                 + map_("@opens", len(t.opens)) + simulate.q4_map(t)),
+    },
 }
 
 NEAR_MISSES = {
@@ -112,6 +128,18 @@ NEAR_MISSES = {
         "only the number of leaks": lambda t: printf("leaks: %d" % len(t.leaks)),
         "still open listed as opens": lambda t: printf("opens %d" % len(t.opens),
                                                        "still open: %d" % len(t.leaks)),
+    },
+    "q4": {
+        "one leak missing": lambda t: map_("@s", {fd: simulate.ustack(j) for fd, j in list(t.leak_jobs.items())[1:]}),
+        "one stack from the other leaky job": lambda t: map_("@s", {
+            fd: simulate.ustack(j if k else [x for x in t.leaky if x != j][0])
+            for k, (fd, j) in enumerate(t.leak_jobs.items())}),
+        "stacks taken at close (a steady job)": lambda t: map_("@s", {
+            fd: simulate.ustack([x for x in simulate.JOBS if x not in t.leaky][0]) for fd in t.leaked_fds}),
+        "one frame only (ustack(1))": lambda t: map_("@s", {fd: "\n        syscall+25\n" for fd in t.leaked_fds}),
+        "kernel stacks": lambda t: map_("@s", {fd: "\n        do_sys_openat2+5\n        __x64_sys_openat+85\n"
+                                                   "        do_syscall_64+93\n" for fd in t.leaked_fds}),
+        "every open kept": lambda t: map_("@s", {fd: simulate.ustack(j) for (_, fd, _), j in zip(t.opens, t.open_jobs)}),
     },
 }
 

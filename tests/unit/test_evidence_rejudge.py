@@ -38,6 +38,7 @@ HONEST = {
     "q1": lambda t: printf("kprobeme opens " + t.file),
     "q2": lambda t: printf(*["fd %d" % fd for fd in t.opened_fds]),
     "q3": lambda t: printf("opens %d closes %d" % (len(t.opens), len(t.closes))),
+    "q4": simulate.q4_map,
 }
 
 
@@ -50,10 +51,10 @@ def test_evidence_is_kept_and_a_fixed_check_regrades_from_it(tmp_path):
         result.max_score = lab.max_score
         journal.record(result, lab)
     rows = [json.loads(line) for line in (tmp_path / "journal.jsonl").read_text().splitlines()]
-    assert [r["score"] for r in rows] == [10, 10]
+    assert [r["score"] for r in rows] == [13, 13]
     doc = json.loads((tmp_path / "students" / "ann" / rows[0]["evidence"]).read_text())
     assert doc["grader_version"] and doc["job"]["workload"]["args"]["count"] >= 24
-    assert set(doc["script_sha256"]) == {"q1", "q2", "q3"} and doc["reply"]["workload"]["truth"]
+    assert set(doc["script_sha256"]) == {"q1", "q2", "q3", "q4"} and doc["reply"]["workload"]["truth"]
 
     def report(*extra):
         return subprocess.run([sys.executable, "-m", "grader", "report", "--results", str(tmp_path), *extra],
@@ -70,5 +71,5 @@ def test_evidence_is_kept_and_a_fixed_check_regrades_from_it(tmp_path):
     changed = report("--rejudge")
     assert changed.returncode == 0 and "1 verdicts changed" in changed.stderr, changed.stderr
     last = json.loads((tmp_path / "journal.jsonl").read_text().splitlines()[-1])
-    assert last["student"] == "ben" and last["score"] == 6 and last["evidence"] == rows[1]["evidence"]
+    assert last["student"] == "ben" and last["score"] == 9 and last["evidence"] == rows[1]["evidence"]
     assert "ben" in (tmp_path / "gradebook.csv").read_text()

@@ -96,8 +96,19 @@ def q3_lines(t):
     return printf(*["leaked fd=%d" % fd for fd in t.leaked_fds])
 
 
+q4_map = simulate.q4_map
+JOBS = simulate.JOBS
+
+
+def stacks(fds, jobs):
+    """A q4 map giving descriptor fds[k] a stack through jobs[k] (a name, or a list of names in one stack)."""
+    return map_("@opened_by", {fd: "".join(simulate.ustack(j) for j in ([job] if isinstance(job, str) else job))
+                               for fd, job in zip(fds, jobs)})
+
+
 @pytest.mark.parametrize("ex_id,answer", [
     ("q1", q1_answer), ("q2", q2_lines), ("q2", q2_map), ("q3", q3_map), ("q3", q3_counts), ("q3", q3_lines),
+    ("q4", q4_map),
 ])
 def test_honest_answers_pass_every_run(ex_id, answer):
     assert pass_rate(ex_id, lambda i, t: answer(t)) == 1.0
@@ -160,6 +171,27 @@ STRATEGIES = {
         "last run's counts": previous(q3_counts),
         # not a guess but a wrong method whose output depends on the run: it never sees a close
         "every descriptor opened (no closes seen)": lambda i, t: map_("@open", {fd: 1 for fd in t.opened_fds}),
+    },
+    # q4's guessers are handed this run's TRUE leaked descriptors (as if q3 were traced) and guess only
+    # which function leaked each: the per-open draw of the leaky job is what they must beat.
+    "q4": {
+        "true fds, one function for all": lambda i, t: stacks(t.leaked_fds, [JOBS[i % 6]] * len(t.leaks)),
+        "true fds, the jobs in turn": lambda i, t: stacks(t.leaked_fds, [JOBS[k % 6] for k in range(len(t.leaks))]),
+        "true fds, two functions alternating": lambda i, t: stacks(
+            t.leaked_fds, [JOBS[(i + k % 2) % 6] for k in range(len(t.leaks))]),
+        "true fds, every function in every stack": lambda i, t: stacks(t.leaked_fds, [JOBS] * len(t.leaks)),
+        "true fds, two functions in every stack": lambda i, t: stacks(t.leaked_fds, [JOBS[:2]] * len(t.leaks)),
+        "true fds, four maps of one function each": lambda i, t: "".join(
+            map_("@g%d" % k, {fd: simulate.ustack(JOBS[k]) for fd in t.leaked_fds}) for k in range(4)),
+        "true fds, last run's functions in order": lambda i, t: stacks(
+            t.leaked_fds, [SIMULATED[i - 1][1].leak_jobs[fd] for fd in SIMULATED[i - 1][1].leaked_fds]
+            + [JOBS[0]] * len(t.leaks)),
+        "best constant leak set, one function": lambda i, t: stacks(BEST["leaked"], [JOBS[1]] * 99),
+        "every fd, one function": constant(map_("@opened_by", {fd: simulate.ustack(JOBS[2]) for fd in FD_RANGE})),
+        "last run's answer": previous(q4_map),
+        # a wrong method whose output depends on the run: the stack of every open, never deleted
+        "every descriptor opened (no delete on close)": lambda i, t: stacks(
+            t.opened_fds, [job for job in t.open_jobs]),
     },
 }
 

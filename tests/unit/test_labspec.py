@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_kprobes_lab_loads_and_randomizes():
     lab = load_lab("kprobes")
-    assert [e.script for e in lab.exercises] == ["q1.bt", "q2.bt", "q3.bt"]
+    assert [e.script for e in lab.exercises] == ["q1.bt", "q2.bt", "q3.bt", "q4.bt"]
     assert set(lab.require_probe_types) == {"kprobe", "kretprobe"}
     runs = [lab.workload_run(random.Random(seed)) for seed in range(20)]
     assert len({r["args"]["file"] for r in runs}) == 20
@@ -63,3 +63,19 @@ def test_a_new_lab_is_a_new_folder(tmp_path):
     text = (tmp_path / "uprobes" / "lab.yaml").read_text().replace("name: kprobes", "name: uprobes")
     (tmp_path / "uprobes" / "lab.yaml").write_text(text)
     assert load_lab(str(tmp_path / "uprobes")).name == "uprobes"
+
+
+def test_every_failure_reason_of_a_check_has_a_hint():
+    """A student who fails learns what to do next: each reason a check can give has a hint in lab.yaml
+    (no_truth is the lab VM's fault, not the student's, and says so itself)."""
+    import inspect
+    import re
+
+    from grader.checks import CHECKS
+
+    lab = load_lab("kprobes")
+    for ex in lab.exercises:
+        source = inspect.getsource(CHECKS[ex.check])
+        reasons = set(re.findall(r'Verdict\(False, "(\w+)"', source)) - {"no_truth"}
+        assert reasons, ex.check
+        assert reasons <= set(ex.hints), (ex.id, sorted(reasons - set(ex.hints)))

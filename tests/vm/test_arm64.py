@@ -3,7 +3,7 @@
 With BPFHOL_ARCH=arm64 the `lab_vm` fixture (tests/vm/conftest.py, ArmLabVM) builds the arm64 image from Debian's
 mirror (images/build-box --arch arm64), boots it under qemu-system-aarch64 with UEFI (images/qemu-vm --arch arm64)
 and provisions it with playbooks/lab.yml; then the same test_lab.py (examples, solutions, bpfhol start, changed=0
-on the second run) and test_grading_vm.py (reference 10/10, wrong/cheat/broken/empty_path verdicts) run against
+on the second run) and test_grading_vm.py (reference 13/13, wrong/cheat/broken/empty_path verdicts) run against
 it.  This file adds what is arm64's own: the image, UEFI boot, the syscall entry points students see, and the
 figures images/README.md records (box build, boot, provisions, attach, grading one student).  Without
 BPFHOL_ARCH=arm64 it is skipped: emulated arm64 costs about an hour on this 2-core machine.
@@ -100,7 +100,7 @@ def test_grading_one_student(lab_vm, tmp_path):
     lab_vm.timings["grade_one_s"] = round(time.time() - t0, 1)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [row] = [json.loads(ln) for ln in (tmp_path / "results" / "journal.jsonl").read_text().splitlines()]
-    assert row["score"] == row["max_score"] == 10, row["exercises"]
+    assert row["score"] == row["max_score"] == 13, row["exercises"]
     assert row["facts"]["arch"] == "aarch64", row["facts"]     # the agent reported the guest it ran on
 
 

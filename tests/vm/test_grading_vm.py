@@ -1,5 +1,5 @@
 """The grader against a real lab VM (vagrant up + playbooks/, kprobes really attach):
-reference solutions pass with full score; wrong, cheating and broken scripts fail with the
+reference solutions pass with full score (13/13: q1-q4); wrong, cheating and broken scripts fail with the
 right feedback; cohort mode reads the student's answers folder; the self-check works; the
 grader account can run the agent and nothing else as root."""
 
@@ -39,11 +39,11 @@ def test_preflight_sees_a_working_kprobe(roster, tmp_path):
     assert " yes " in proc.stdout and "ok" in proc.stdout.splitlines()[-1]
 
 
-REFERENCE_RUNS = 5
+REFERENCE_RUNS = 3      # each randomized anew; the unit tests judge thousands of simulated runs
 
 
 def test_submissions_reference_variants_wrong_cheating_broken(roster, tmp_path):
-    """On a real lab VM: the reference solutions pass in 5 runs out of 5 (each run randomized anew), every
+    """On a real lab VM: the reference solutions pass in 3 runs out of 3 (each run randomized anew), every
     correct variant passes, every cheat and broken script fails with the reason tests/expected_verdicts.py
     names.  Each student's evidence is kept, and `report --rejudge` re-judges the folder from it alone."""
     subs = tmp_path / "SUBMISSIONS"
@@ -70,7 +70,7 @@ def test_submissions_reference_variants_wrong_cheating_broken(roster, tmp_path):
                               got[ex_id]["output_excerpt"][:300]))
     assert not wrong, wrong
     for n in range(1, REFERENCE_RUNS + 1):
-        assert journal["reference_%d" % n]["score"] == 10
+        assert journal["reference_%d" % n]["score"] == 13
         assert journal["reference_%d" % n]["workload"]["released"] is True
     assert "uptr" in {e["id"]: e for e in journal["empty_path"]["exercises"]}["q1"]["feedback"]
     assert "kprobe" in {e["id"]: e for e in journal["empty_path"]["exercises"]}["q2"]["feedback"]
@@ -93,12 +93,12 @@ def test_cohort_mode_reads_the_answers_folder_and_self_check(lab_vm, roster, tmp
     proc = grader("grade", str(roster), "--results", str(results), "--quiet")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [row] = [json.loads(l) for l in (results / "journal.jsonl").read_text().splitlines()]
-    assert row["score"] == 10, row["exercises"]
+    assert row["score"] == 13, row["exercises"]
     assert row["facts"]["bpftrace"]
 
     check = lab_vm.run("bpfhol check kprobes", timeout=300)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "score: 10/10" in check.stdout
+    assert "score: 13/13" in check.stdout
 
 
 def test_grader_account_may_run_the_agent_and_nothing_else(lab_vm):
@@ -131,7 +131,8 @@ def test_counters_beside_a_slow_script_see_every_open_and_close(roster, tmp_path
     row = json.loads((results / "journal.jsonl").read_text().splitlines()[-1])
     doc = json.loads((results / "students" / "barrier" / row["evidence"]).read_text())
     truth = parse_truth(doc["reply"]["workload"]["truth"])
-    q1, q2, q3 = doc["reply"]["scripts"]
+    by_name = {s["name"]: s for s in doc["reply"]["scripts"]}
+    q1, q2, q3 = by_name["q1"], by_name["q2"], by_name["q3"]
     assert q1["attached"] and q2["attached"] and q3["attached"], (q1["stderr"], q2["stderr"], q3["stderr"])
     counters = bpftrace_output.parse(q1["stdout"]).maps
     assert counters.get("@opens") == len(truth.opens) and counters.get("@closes") == len(truth.closes), counters

@@ -182,7 +182,7 @@ def test_examples_match_text():
 
 
 def test_reference_solutions_follow_the_rules():
-    for q in ("q1", "q2", "q3"):
+    for q in ("q1", "q2", "q3", "q4"):
         src = (LAB / "solutions" / f"{q}.bt").read_text()
         assert re.search(r"^k(ret)?probe:", src, re.M), f"{q} uses no kprobe/kretprobe"
         assert 'comm == "kprobeme"' in src
@@ -221,6 +221,12 @@ EXAMPLE_TRIGGERS = {
                 " sh -c 'echo $$ > /sys/fs/cgroup/bpfhol-ex/cgroup.procs; true'; sleep 0.5; done;"
                 " sleep 1; rmdir /sys/fs/cgroup/bpfhol-ex",
         expect=[r"moves pid \d+ \(sh\) into cgroup bpfhol-ex"]),
+    # kprobeme lingers after its loop, so it is alive when bpftrace prints (user frames get names)
+    "09-user-stack.bt": dict(
+        trigger="/opt/bpfhol/bin/kprobeme --file /etc/hostname --interval-ms 50 --count 30 --linger-s 30"
+                " > /dev/null 2>&1 & sleep 3",
+        expect=[r"^\s+syscall\+\d+$", r"^\s+(load_config|refresh_cache|poll_status|read_stats|check_quota|"
+                r"update_index)\+\d+$", r"^\s+main\+\d+$"]),
 }
 
 
@@ -375,6 +381,10 @@ QUOTED = [
          shows="fentry:vmlinux:__x64_sys_openat\n    const struct pt_regs * regs\n    long int retval\n"),
     dict(cmd="sudo bpftrace -lv 'kfunc:__*64_sys_openat'", in_text=False, when=("x86_64", "bpftrace 0.17"),
          expect=[r"^kfunc:vmlinux:__x64_sys_openat\n\s+const struct pt_regs \* regs$"]),
+    # section 3, user stacks of a process that has exited before bpftrace prints: bare addresses
+    dict(cmd="sudo bpftrace -e 'kprobe:do_sys_openat2 /comm == \"cat\"/ { @u[ustack] = count(); }'"
+             " -c '/usr/bin/cat /etc/hostname'", in_text=False,
+         expect=[r"^\s+0x[0-9a-f]+$"], reject=[r"^\s+[A-Za-z_][\w.]*\+\d+$"]),
     # section 6, spellings that fail on 0.17 (and work on 0.23)
     dict(cmd="sudo bpftrace -e 'tracepoint:syscalls:sys_enter_close /comm == \"cat\"/ { @[args.fd] = count(); }'"
              " -c '/usr/bin/cat /dev/null'", in_text=False, when=("bpftrace 0.17",), rc=1,
@@ -560,13 +570,13 @@ def test_bpfhol_start_kprobe_sees_it_and_stop(lab):
 
 @pytest.mark.vm
 def test_reference_solutions_answer_correctly(lab, kernel):
-    """All three solutions watch one kprobeme run with a truth log and unusual parameters."""
+    """All four solutions watch one kprobeme run with a truth log and unusual parameters."""
     work = "/var/tmp/bpfhol-soltest"
     setup = lab.run(f"rm -rf {work}; mkdir -p {work}; echo data > {work}/the-lab-file.txt;"
                     f" cp {GUEST_LAB}/solutions/q*.bt {work}/", sudo=True, timeout=60)
     assert setup.returncode == 0, setup.stderr
     wl = (f"/opt/bpfhol/bin/kprobeme --file {work}/the-lab-file.txt --leak-every 3 --interval-ms 500"
-          f" --duration-s 8 --truth-log {work}/truth.jsonl")
+          f" --duration-s 8 --seed 777 --linger-s 120 --truth-log {work}/truth.jsonl")
     # one runner per script would triple the attach time; run the three bpftraces side by side.
     # As the grader does: kprobeme starts held (its truth log, which it never closes, is opened before the
     # probes exist) and is released with SIGUSR1 once the scripts are attached.
@@ -575,32 +585,35 @@ set -u
 cd {work}
 {wl} --hold & kp=$!
 for i in $(seq 300); do [ -s truth.jsonl ] && break; sleep 0.1; done
-for q in q1 q2 q3; do bpftrace $q.bt > $q.out 2> $q.err & echo $! > $q.pid; done
+for q in q1 q2 q3 q4; do bpftrace $q.bt > $q.out 2> $q.err & echo $! > $q.pid; done
 for i in $(seq {ATTACH_BOUND * 10}); do
-  n=0; for q in q1 q2 q3; do grep -q '^tracing\\|^tracking' $q.out && n=$((n+1)); done
-  [ $n = 3 ] && break; sleep 0.1
+  n=0; for q in q1 q2 q3 q4; do grep -q '^tracing\\|^tracking' $q.out && n=$((n+1)); done
+  [ $n = 4 ] && break; sleep 0.1
 done
 sleep 3
-kill -USR1 $kp; wait $kp
+kill -USR1 $kp
+# kprobeme lingers after its loop ("done"), so q4's user stacks still resolve when it prints
+for i in $(seq 300); do grep -q '"done"' truth.jsonl && break; sleep 0.1; done
 sleep 1
-for q in q1 q2 q3; do kill -INT $(cat $q.pid); done
+for q in q1 q2 q3 q4; do kill -INT $(cat $q.pid); done
 # bounded: bpftrace 0.17 under heavy TCG load was seen ignoring SIGINT (hung for 13 min)
-for q in q1 q2 q3; do for i in $(seq 600); do kill -0 $(cat $q.pid) 2>/dev/null || break; sleep 0.1; done;
+for q in q1 q2 q3 q4; do for i in $(seq 600); do kill -0 $(cat $q.pid) 2>/dev/null || break; sleep 0.1; done;
   kill -KILL $(cat $q.pid) 2>/dev/null && echo "$q KILLED after SIGINT";
   wait $(cat $q.pid); echo "$q rc=$?"; done
+kill -TERM $kp; wait $kp
 """
     r = lab.run(script, sudo=True, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
-    for q in ("q1", "q2", "q3"):
+    for q in ("q1", "q2", "q3", "q4"):
         assert f"{q} rc=0" in r.stdout, r.stdout
-    files = lab.run(f"cd {work}; for f in truth.jsonl q1.out q2.out q3.out q1.err q2.err q3.err;"
+    files = lab.run(f"cd {work}; for f in truth.jsonl q1.out q2.out q3.out q4.out q1.err q2.err q3.err q4.err;"
                     f" do echo \"=== $f\"; cat $f; done", sudo=True, timeout=60).stdout
     parts = dict(re.findall(r"^=== (\S+)\n(.*?)(?=^=== |\Z)", files, re.S | re.M))
     truth = [json.loads(ln) for ln in parts["truth.jsonl"].splitlines()]
     t_opens = [e for e in truth if e["event"] == "open"]
     t_leaks = sorted(e["fd"] for e in truth if e["event"] == "leak")
     assert len(t_opens) == 16 and len(t_leaks) == 5
-    for q in ("q1", "q2", "q3"):
+    for q in ("q1", "q2", "q3", "q4"):
         assert not errors_in(parts[f"{q}.err"]), parts[f"{q}.err"]
 
     path = f"{work}/the-lab-file.txt"
@@ -613,6 +626,14 @@ for q in q1 q2 q3; do for i in $(seq 600); do kill -0 $(cat $q.pid) 2>/dev/null 
 
     q3 = {int(k) for k in re.findall(r"^@open\[(\d+)\]: 1$", parts["q3.out"], re.M)}
     assert sorted(q3) == t_leaks, parts["q3.out"]
+
+    # q4: each leaked descriptor with the user stack of its open, whose job frame is the one the truth names
+    q4 = dict(re.findall(r"^@opened_by\[(\d+)\]:\s*\n((?:[ \t]+\S.*\n)+)", parts["q4.out"], re.M))
+    leak_jobs = {e["fd"]: e["job"] for e in truth if e["event"] == "leak"}
+    assert sorted(int(fd) for fd in q4) == t_leaks, parts["q4.out"]
+    for fd, stack in q4.items():
+        frames = [ln.strip().split("+")[0] for ln in stack.splitlines()]
+        assert frames[:3] == ["syscall", leak_jobs[int(fd)], "main"], (fd, stack)
     lab.run(f"rm -rf {work}", sudo=True, timeout=60)
 
 

@@ -1,20 +1,32 @@
 /*
  * kprobeme: the workload of the bpfhol kprobes lab.
  *
- * Once per interval it open()s a file, reads it and close()s the descriptor,
- * except on every N-th open, where it "forgets" the close and leaks the
- * descriptor.  Students find out what it does with bpftrace kprobes; the
- * grader compares their findings with the ground-truth log (--truth-log).
+ * Once per interval one of its jobs (load_config, refresh_cache, ...) opens a
+ * file, reads it and closes the descriptor, except on every N-th open: that
+ * open is made by one of the two leaky jobs, which "forget" the close and leak
+ * the descriptor.  Which two jobs leak, and which of them makes each leaking
+ * open, follow --seed.  Students find out what it does with bpftrace kprobes
+ * (and, for the leaks, with user stacks); the grader compares their findings
+ * with the ground-truth log (--truth-log).
  *
  * Contract: docs/design.md, section "kprobeme".
  *
  *   kprobeme [--file PATH] [--leak-every N] [--interval-ms MS]
  *            [--duration-s S] [--count N] [--truth-log PATH]
- *            [--spare-fds N] [--hold]
+ *            [--spare-fds N] [--hold] [--seed N] [--linger-s S]
  *
  * Notes for maintainers:
- *  - open() is the libc wrapper (openat(2) underneath), never a raw SYS_open:
- *    arm64 has no open(2) syscall.
+ *  - Every open is openat(2) through libc's syscall() (never SYS_open: arm64
+ *    has none), called from the one helper open_file().  syscall() is a stub
+ *    that leaves the frame pointer alone, and this file is built with frame
+ *    pointers and no sibling calls (Makefile), so a user stack taken at the
+ *    open shows the job that opened: syscall, <job>, main.  libc's open()
+ *    may use rbp as a plain register, which would hide the job.
+ *  - The job functions are noinline, each with its own constant, so the
+ *    compiler neither inlines nor merges them (identical-code folding).
+ *  - --linger-s keeps the process alive after its loop until SIGTERM: a
+ *    tracer resolves user-stack symbols from /proc/<pid>/maps when it prints,
+ *    which it cannot do once the process is gone.
  *  - The path handed to open() lives in a stack buffer that this process has
  *    just written: bpf programs cannot fault pages in, so a path in an
  *    untouched page would read as an empty string in a probe.
@@ -37,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -48,6 +61,8 @@
 #define MAX_SPARE_FDS 256L
 #define MAX_COUNT 1000000L
 #define HOLD_MAX_S 900              /* a held kprobeme never waits longer than this */
+#define MAX_LINGER_S 3600
+#define NOINLINE __attribute__((noinline, noclone))
 
 struct options {
 	const char *file;
@@ -57,6 +72,8 @@ struct options {
 	long count;        /* 0 = no limit on the number of opens */
 	long spare_fds;    /* descriptors opened before the loop, so fd numbers start higher */
 	int hold;          /* wait for SIGUSR1 before the loop (the grader's barrier) */
+	unsigned long seed;  /* which jobs leak, and which of them makes each leaking open */
+	long linger_s;     /* after the loop, stay alive (until SIGTERM) at most this long */
 	const char *truth_log;
 };
 
@@ -67,7 +84,7 @@ static void usage(FILE *out)
 	fprintf(out,
 		"usage: " PROG " [--file PATH] [--leak-every N] [--interval-ms MS]\n"
 		"                [--duration-s S] [--count N] [--truth-log PATH]\n"
-		"                [--spare-fds N] [--hold]\n"
+		"                [--spare-fds N] [--hold] [--seed N] [--linger-s S]\n"
 		"  --file PATH       file to open and read every interval\n"
 		"  --leak-every N    leak the descriptor of every N-th open (0: never)\n"
 		"  --interval-ms MS  time between opens, 1..%ld\n"
@@ -75,8 +92,10 @@ static void usage(FILE *out)
 		"  --count N         stop after N opens (0: no limit)\n"
 		"  --truth-log PATH  write JSON lines of what really happened (new file, 0600)\n"
 		"  --spare-fds N     open N descriptors of /dev/null first (0..%ld)\n"
-		"  --hold            after start-up, wait for SIGUSR1 (at most %d s) before the loop\n",
-		MAX_INTERVAL_MS, MAX_SPARE_FDS, HOLD_MAX_S);
+		"  --hold            after start-up, wait for SIGUSR1 (at most %d s) before the loop\n"
+		"  --seed N          choose the leaky jobs and their turns from N (default: from time and pid)\n"
+		"  --linger-s S      after the loop, wait for SIGTERM at most S s before exiting (0..%d)\n",
+		MAX_INTERVAL_MS, MAX_SPARE_FDS, HOLD_MAX_S, MAX_LINGER_S);
 }
 
 /* One line on stderr, exit 2: the contract for bad invocations. */
@@ -117,6 +136,8 @@ static void parse_args(int argc, char **argv, struct options *o)
 	o->count = 0;
 	o->spare_fds = 0;
 	o->hold = 0;
+	o->seed = (unsigned long)time(NULL) * 2654435761UL ^ (unsigned long)getpid();
+	o->linger_s = 0;
 	o->truth_log = NULL;
 
 	for (int i = 1; i < argc; i++) {
@@ -141,7 +162,7 @@ static void parse_args(int argc, char **argv, struct options *o)
 #define IS(name) (name_len == strlen(name) && strncmp(arg, name, name_len) == 0)
 		if (!(IS("--file") || IS("--leak-every") || IS("--interval-ms") ||
 		      IS("--duration-s") || IS("--truth-log") || IS("--count") ||
-		      IS("--spare-fds")))
+		      IS("--spare-fds") || IS("--seed") || IS("--linger-s")))
 			die_usage("unknown option '%.*s'", (int)name_len, arg);
 		if (eq) {
 			val = eq + 1;
@@ -167,6 +188,10 @@ static void parse_args(int argc, char **argv, struct options *o)
 			o->count = parse_long("--count", val, 0, MAX_COUNT);
 		} else if (IS("--spare-fds")) {
 			o->spare_fds = parse_long("--spare-fds", val, 0, MAX_SPARE_FDS);
+		} else if (IS("--seed")) {
+			o->seed = (unsigned long)parse_long("--seed", val, 0, LONG_MAX);
+		} else if (IS("--linger-s")) {
+			o->linger_s = parse_long("--linger-s", val, 0, MAX_LINGER_S);
 		} else if (IS("--truth-log")) {
 			if (*val == '\0')
 				die_usage("--truth-log must not be empty");
@@ -371,6 +396,71 @@ static void read_all(int fd)
 	}
 }
 
+/* openat(2) through libc's syscall() stub, which keeps the caller's frame pointer (see the top). */
+static NOINLINE int open_file(const char *path)
+{
+	long fd = syscall(SYS_openat, AT_FDCWD, path, O_RDONLY);
+
+	/* Work after the call: never a sibling call, so this frame stays on the stack. */
+	__asm__ __volatile__("" : : : "memory");
+	return (int)fd;
+}
+
+/*
+ * What every job does: open, read, and close unless it is one of the leaky
+ * jobs.  Inlined into each job, so the open is called from the job itself.
+ * Returns the descriptor, or -errno.
+ */
+static inline __attribute__((always_inline)) int job_body(const char *path, int keep_open, int id)
+{
+	int fd = open_file(path);
+
+	if (fd < 0)
+		return -errno;
+	read_all(fd);
+	if (!keep_open)
+		close(fd);
+	__asm__ __volatile__("" : : "r"(id) : "memory");   /* each job its own code: no merging */
+	return fd;
+}
+
+static NOINLINE int load_config(const char *path, int keep_open)   { return job_body(path, keep_open, 1); }
+static NOINLINE int refresh_cache(const char *path, int keep_open) { return job_body(path, keep_open, 2); }
+static NOINLINE int poll_status(const char *path, int keep_open)   { return job_body(path, keep_open, 3); }
+static NOINLINE int read_stats(const char *path, int keep_open)    { return job_body(path, keep_open, 4); }
+static NOINLINE int check_quota(const char *path, int keep_open)   { return job_body(path, keep_open, 5); }
+static NOINLINE int update_index(const char *path, int keep_open)  { return job_body(path, keep_open, 6); }
+
+static const struct job {
+	const char *name;
+	int (*run)(const char *path, int keep_open);
+} jobs[] = {
+	{"load_config", load_config},
+	{"refresh_cache", refresh_cache},
+	{"poll_status", poll_status},
+	{"read_stats", read_stats},
+	{"check_quota", check_quota},
+	{"update_index", update_index},
+};
+#define N_JOBS ((int)(sizeof(jobs) / sizeof(jobs[0])))
+
+/* splitmix64: a small, well-mixed generator; the same seed gives the same run. */
+static unsigned long long rng_state;
+
+static unsigned long long rng_next(void)
+{
+	unsigned long long z = (rng_state += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static int rng_below(int n)
+{
+	return (int)(rng_next() % (unsigned long long)n);
+}
+
 int main(int argc, char **argv)
 {
 	struct options o;
@@ -379,8 +469,19 @@ int main(int argc, char **argv)
 	struct timespec next, end;
 	long opens = 0, closes = 0, leaks = 0, errors = 0;
 	int sig = 0;
+	int leaky[2], steady[N_JOBS - 2], n_steady = 0;
 
 	parse_args(argc, argv, &o);
+
+	/* The two leaky jobs, from the seed; the other jobs always close. */
+	rng_state = o.seed;
+	leaky[0] = rng_below(N_JOBS);
+	leaky[1] = rng_below(N_JOBS - 1);
+	if (leaky[1] >= leaky[0])
+		leaky[1]++;
+	for (int j = 0; j < N_JOBS; j++)
+		if (j != leaky[0] && j != leaky[1])
+			steady[n_steady++] = j;
 
 	/* The lab filters on comm == "kprobeme", whatever name we were started as. */
 	prctl(PR_SET_NAME, PROG, 0, 0, 0);
@@ -420,6 +521,10 @@ int main(int argc, char **argv)
 		o.leak_every, o.interval_ms, o.duration_s);
 	buf_add(&ev, ", \"count\": %ld, \"spare_fds\": %ld, \"hold\": %s", o.count, o.spare_fds,
 		o.hold ? "true" : "false");
+	buf_add(&ev, ", \"seed\": %lu, \"jobs\": [", o.seed);
+	for (int j = 0; j < N_JOBS; j++)
+		buf_add(&ev, "%s\"%s\"", j ? ", " : "", jobs[j].name);
+	buf_add(&ev, "], \"leaky\": [\"%s\", \"%s\"]", jobs[leaky[0]].name, jobs[leaky[1]].name);
 	buf_emit(&ev);
 
 	if (o.hold) {
@@ -446,7 +551,8 @@ int main(int argc, char **argv)
 	for (long seq = 1;; seq++) {
 		/* Written right now, so its page is present when a probe reads it. */
 		char path[PATH_MAX];
-		int fd;
+		const struct job *job;
+		int fd, leak;
 
 		if (o.duration_s > 0 && !ts_before(&next, &end))
 			break;
@@ -455,13 +561,15 @@ int main(int argc, char **argv)
 		memset(path, 0, sizeof(path));
 		strcpy(path, o.file);
 
-		fd = open(path, O_RDONLY);
+		leak = o.leak_every > 0 && seq % o.leak_every == 0;
+		job = leak ? &jobs[leaky[rng_below(2)]] : &jobs[steady[rng_below(n_steady)]];
+		fd = job->run(path, leak);
 		if (fd < 0) {
-			int err = errno;
+			int err = -fd;
 
 			errors++;
 			buf_start_event(&ev, "error");
-			buf_add(&ev, ", \"seq\": %ld, \"op\": \"open\", \"path\": ", seq);
+			buf_add(&ev, ", \"seq\": %ld, \"op\": \"open\", \"job\": \"%s\", \"path\": ", seq, job->name);
 			buf_add_json_string(&ev, path);
 			buf_add(&ev, ", \"errno\": %d, \"error\": ", err);
 			buf_add_json_string(&ev, strerror(err));
@@ -469,25 +577,20 @@ int main(int argc, char **argv)
 		} else {
 			opens++;
 			buf_start_event(&ev, "open");
-			buf_add(&ev, ", \"seq\": %ld, \"path\": ", seq);
+			buf_add(&ev, ", \"seq\": %ld, \"job\": \"%s\", \"path\": ", seq, job->name);
 			buf_add_json_string(&ev, path);
 			buf_add(&ev, ", \"fd\": %d", fd);
 			buf_emit(&ev);
 
-			read_all(fd);
-
-			if (o.leak_every > 0 && seq % o.leak_every == 0) {
+			if (leak) {
 				leaks++;
 				buf_start_event(&ev, "leak");
-				buf_add(&ev, ", \"seq\": %ld, \"fd\": %d", seq, fd);
-				buf_emit(&ev);
 			} else {
-				close(fd);
 				closes++;
 				buf_start_event(&ev, "close");
-				buf_add(&ev, ", \"seq\": %ld, \"fd\": %d", seq, fd);
-				buf_emit(&ev);
 			}
+			buf_add(&ev, ", \"seq\": %ld, \"job\": \"%s\", \"fd\": %d", seq, job->name, fd);
+			buf_emit(&ev);
 		}
 
 		if (o.count > 0 && seq >= o.count)
@@ -500,6 +603,18 @@ int main(int argc, char **argv)
 		sig = wait_until(&next, &sigs);
 		if (sig)
 			break;
+	}
+
+	if (o.linger_s > 0 && !sig) {
+		struct timespec limit;
+
+		/* The loop's figures now; then stay, so a tracer can still resolve our stacks. */
+		buf_start_event(&ev, "done");
+		buf_add(&ev, ", \"opens\": %ld, \"closes\": %ld, \"leaks\": %ld", opens, closes, leaks);
+		buf_emit(&ev);
+		clock_gettime(CLOCK_MONOTONIC, &limit);
+		limit.tv_sec += o.linger_s;
+		sig = wait_until(&limit, &sigs);
 	}
 
 	buf_start_event(&ev, "exit");
