@@ -150,6 +150,12 @@ def _diagnose_failure(item, kinds_required):
     return None, ""
 
 
+def _killed_while_ending(item):
+    """SIGINT, then SIGKILL at the end of the grace: bpftrace never finished (not a flood, not a late attach)."""
+    signals = item.get("signals") or []
+    return "SIGINT" in signals and "SIGKILL" in signals[signals.index("SIGINT"):] and not item.get("flooded")
+
+
 def judge_exercise(ex, lab, item, truth):
     base = dict(id=ex.id, title=ex.title, max_score=ex.points, visible=ex.visible, score=0.0, passed=False)
     if item is None or item.get("status") in ("missing",):
@@ -180,6 +186,13 @@ def judge_exercise(ex, lab, item, truth):
         return ExerciseResult(reason="flooded", feedback="your script printed %d bytes and was stopped: filter "
                               "your probes (e.g. on comm)" % item.get("stdout_bytes", 0), output_excerpt=excerpt, **base)
     verdict = CHECKS[ex.check](output, truth, ex.params)
+    if not verdict.passed and _killed_while_ending(item):
+        # Not the script's fault as far as anyone can tell: bpftrace took the Ctrl-C but did not end (its END
+        # output and maps are lost).  Seen once with bpftrace 0.17 on a loaded emulated VM.
+        return ExerciseResult(reason="stop_timeout", feedback="bpftrace did not finish within the grace after "
+                              "Ctrl-C, so what your script prints at the end was lost. This is the lab VM's or "
+                              "bpftrace's doing, not necessarily your script's: ask for a regrade.",
+                              output_excerpt=excerpt, **base)
     feedback = verdict.detail
     if not verdict.passed and verdict.reason in ex.hints:
         feedback += "\nHint: " + ex.hints[verdict.reason]

@@ -107,3 +107,29 @@ def test_compile_errors_about_other_files_are_withheld():
     text = grading.student_stderr(item)
     assert "TOPSECRET" not in text and "secret.h" not in text
     assert "your script:3:5-9: ERROR: syntax error" in text and "kprobe:x { oops }" in text
+
+
+def test_a_script_killed_while_ending_is_not_blamed_on_the_student():
+    """bpftrace 0.17 once took the SIGINT but never ended (a loaded emulated VM; its maps never printed):
+    the verdict says so and asks for a regrade, instead of a wrong answer's hint.  A script that printed
+    its answer before being killed still passes."""
+    import random
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import simulate
+    from grader.labspec import load_lab
+
+    lab = load_lab("kprobes")
+    ex = [e for e in lab.exercises if e.id == "q4"][0]
+    _, truth = simulate.simulated_run(lab, random.Random(5))
+    item = {"name": "q4", "status": "ran", "exit_code": -9, "attached": True, "source": "kretprobe:do_sys_openat2 {}",
+            "stdout": '{"type": "attached_probes", "data": {"probes": 1}}\n', "stderr": "",
+            "signals": ["SIGINT", "SIGKILL"]}
+    got = grading.judge_exercise(ex, lab, item, truth)
+    assert got.reason == "stop_timeout" and "regrade" in got.feedback and not got.passed
+    item["stdout"] += simulate.q4_map(truth)
+    assert grading.judge_exercise(ex, lab, item, truth).passed
+    item.update(signals=["SIGINT"], stdout='{"type": "attached_probes", "data": {"probes": 1}}\n', exit_code=0)
+    assert grading.judge_exercise(ex, lab, item, truth).reason == "no_stacks"
