@@ -204,7 +204,7 @@ EXAMPLE_TRIGGERS = {
         expect=[r"@closes_via\[kprobe:(file_)?close_fd\]: \d+", r"^@closed_fds\[[3-9]\]: [1-9]"]),
     "04-open-stack.bt": dict(
         trigger="for i in 1 2 3; do cat /dev/null; sleep 0.5; done",
-        expect=[r"^\s+do_sys_openat2\+\d+$", r"^\s+(__x64|__arm64)_sys_openat\+\d+$", r"^\]: \d+$"]),
+        expect=[r"^\s+do_sys_openat2\+\d+$", r"^\]: \d+$"]),
     "05-open-latency.bt": dict(
         trigger="for i in 1 2 3; do cat /etc/hostname > /dev/null; sleep 0.5; done",
         expect=[r"^cat: open took \d+ us$"], reject=[r"^@start\["]),
@@ -254,6 +254,16 @@ def test_example_runs(lab, kernel, name):
     if name == "03-close-path.bt":
         want = "file_close_fd" if kernel["new_close"] else "close_fd"
         assert re.search(rf"@closes_via\[kprobe:{want}\]: \d+", res["stdout"])
+    if name == "04-open-stack.bt":
+        # What section 3 of the text shows: on x86_64 the wrapper __x64_sys_openat is the frame below; on arm64 it
+        # is missing (the kprobe fires before do_sys_openat2 stored its return address, which is still in x30)
+        # and invoke_syscall follows directly.
+        if kernel["arch"] == "aarch64":
+            below = [r"^\s+do_sys_openat2\+0\n\s+invoke_syscall\+\d+$", r"^\s+el0t_64_sync\+\d+$"]
+        else:
+            below = [r"^\s+__x64_sys_openat\+\d+$"]
+        for pattern in below:
+            assert re.search(pattern, res["stdout"], re.M), f"{pattern!r} not in:\n{res['stdout'][-2000:]}"
 
 
 @pytest.mark.vm
@@ -271,14 +281,18 @@ def test_listing_commands_of_the_text_run(lab):
 
 
 @pytest.mark.vm
-def test_readonly_commands_of_the_text_run(lab):
+def test_readonly_commands_of_the_text_run(lab, kernel):
     """The text's kallsyms/tracefs/uname lines run and print something (they are what students type)."""
     cmds = [ln.split(" #")[0].strip() for block in text_blocks("sh") for ln in block.splitlines()
             if ln.startswith(("sudo grep ", "sudo head ", "uname ", "sudo bpftrace --version"))]
     assert len(cmds) >= 6, cmds
     for cmd in cmds:
         r = lab.run(cmd, timeout=120)
-        assert r.returncode == 0 and r.stdout.strip(), (cmd, r.stdout[-500:], r.stderr[-500:])
+        # `grep -c` that counts nothing prints 0 and exits 1: Debian 13's arm64 kernel has no .cold parts
+        # (the text says so); everything else must succeed
+        counted_none = cmd == "sudo grep -c '\\.cold$' /proc/kallsyms" and r.returncode == 1 \
+            and r.stdout.strip() == "0" and kernel["arch"] == "aarch64"
+        assert (r.returncode == 0 or counted_none) and r.stdout.strip(), (cmd, r.stdout[-500:], r.stderr[-500:])
 
 
 # ---- commands and messages that the text quotes ----------------------------------------------------
