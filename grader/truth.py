@@ -1,6 +1,7 @@
 """Ground truth: what the graded workload really did, from its JSON-lines log (see docs/design.md)."""
 
 import json
+import re
 from dataclasses import dataclass, field
 
 
@@ -38,6 +39,13 @@ class Truth:
         return [fd for _, fd in self.closes]
 
 
+def _names(value):
+    """A list of short function names from the log; anything else (a forged string, numbers) is none."""
+    if not isinstance(value, list):
+        return []
+    return [v for v in value[:64] if isinstance(v, str) and re.fullmatch(r"[A-Za-z_]\w{0,63}", v)]
+
+
 def parse_truth(lines):
     truth = Truth()
     for line in lines or []:
@@ -54,8 +62,8 @@ def parse_truth(lines):
                 truth.leak_every = int(rec.get("leak_every") or 0)
                 truth.pid = int(rec.get("pid") or 0)
                 truth.spare_fds = int(rec.get("spare_fds") or 0)
-                truth.jobs = [str(j) for j in rec.get("jobs") or [] if isinstance(j, str)]
-                truth.leaky = [str(j) for j in rec.get("leaky") or [] if isinstance(j, str)]
+                truth.jobs = _names(rec.get("jobs"))
+                truth.leaky = _names(rec.get("leaky"))
             elif ev == "released":
                 truth.released = True
             elif ev == "open":
@@ -65,7 +73,7 @@ def parse_truth(lines):
                 truth.closes.append((int(rec.get("seq", 0)), int(rec["fd"])))
             elif ev == "leak":
                 truth.leaks.append((int(rec.get("seq", 0)), int(rec["fd"])))
-                if isinstance(rec.get("job"), str):
+                if _names([rec.get("job")]):
                     truth.leak_jobs[int(rec["fd"])] = rec["job"]
             elif ev == "exit":
                 truth.exited = True

@@ -133,3 +133,15 @@ def test_a_script_killed_while_ending_is_not_blamed_on_the_student():
     assert grading.judge_exercise(ex, lab, item, truth).passed
     item.update(signals=["SIGINT"], stdout='{"type": "attached_probes", "data": {"probes": 1}}\n', exit_code=0)
     assert grading.judge_exercise(ex, lab, item, truth).reason == "no_stacks"
+
+
+def test_a_forged_job_list_names_no_job():
+    """The truth log comes from a student VM: a job list that is a string, or names that are not C
+    identifiers, give q4 no job to match (a string would otherwise be read letter by letter)."""
+    from grader.truth import parse_truth
+
+    forged = ['{"event": "start", "pid": 9, "jobs": "abc", "leaky": ["x y", 5, "ok_name"]}',
+              '{"event": "open", "seq": 1, "job": "a", "path": "/f", "fd": 4}',
+              '{"event": "leak", "seq": 1, "job": "<b>", "fd": 4}']
+    truth = parse_truth(forged)
+    assert truth.jobs == [] and truth.leaky == ["ok_name"] and truth.leak_jobs == {}

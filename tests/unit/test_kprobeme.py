@@ -171,6 +171,10 @@ def test_missing_file_is_logged_not_fatal(kprobeme, tmp_path):
     (["--file", ""], "must not be empty"),
     (["--file=" + "a" * 5000], "longer than"),
     (["--truth-log="], "must not be empty"),
+    (["--seed", "-1"], "out of range"),
+    (["--seed", "0x10"], "not a whole number"),
+    (["--linger-s", "3601"], "out of range"),
+    (["--linger-s"], "needs a value"),
 ])
 def test_bad_options_one_line_exit_2(kprobeme, args, needle):
     res = run(kprobeme, *args, timeout=10)
