@@ -239,8 +239,13 @@ def test_every_example_has_a_trigger():
 def test_example_runs(lab, kernel, name):
     spec = EXAMPLE_TRIGGERS[name]
     t0 = time.monotonic()
-    res = bpftrace(lab, f"{GUEST_LAB}/examples/{name}", trigger=spec["trigger"],
-                   stop=spec.get("stop", "signal"))
+    script = f"{GUEST_LAB}/examples/{name}"
+    if name == "08-cgroup-attach.bt" and holds(("aarch64", "bpftrace 0.17"), kernel):
+        # Debian 12 arm64: clang fails in the headers (the QUOTED entry checks that message); the text says to
+        # delete the #include lines, and the casts then come from BTF: that is what runs here
+        script = "/tmp/bpfhol-08-btf.bt"
+        lab.run(f"grep -v '^#include' {GUEST_LAB}/examples/{name} > {script}", sudo=True, timeout=60, check=True)
+    res = bpftrace(lab, script, trigger=spec["trigger"], stop=spec.get("stop", "signal"))
     took = time.monotonic() - t0
     print(f"{name} on {kernel['release']} ({kernel['bpftrace']}): rc={res['rc']} "
           f"attach={res['attach_s']:.1f}s total={took:.1f}s\n{res['stdout'][-800:]}")
@@ -288,7 +293,7 @@ def test_readonly_commands_of_the_text_run(lab, kernel):
     assert len(cmds) >= 6, cmds
     for cmd in cmds:
         r = lab.run(cmd, timeout=120)
-        # `grep -c` that counts nothing prints 0 and exits 1: Debian 13's arm64 kernel has no .cold parts
+        # `grep -c` that counts nothing prints 0 and exits 1: Debian's arm64 kernels (12, 13) have no .cold parts
         # (the text says so); everything else must succeed
         counted_none = cmd == "sudo grep -c '\\.cold$' /proc/kallsyms" and r.returncode == 1 \
             and r.stdout.strip() == "0" and kernel["arch"] == "aarch64"
@@ -427,6 +432,11 @@ QUOTED = [
              " { printf(\"%d %d %d\\n\", tid, cpu, args->id); }'"
              " -c '/usr/bin/dd if=/dev/zero of=/dev/null bs=1 count=100000 status=none' | grep '^Lost '",
          in_text=False, quotes=["Lost 1234 events"]),
+    # section 13: the #include example on Debian 12 for arm64 (bpftrace 0.17): clang fails in the headers
+    dict(cmd=f"sudo bpftrace {GUEST_LAB}/examples/08-cgroup-attach.bt -c /usr/bin/true", in_text=False,
+         when=("aarch64", "bpftrace 0.17"), rc=1,
+         quotes=["ERROR: Include headers with missing type definitions or install BTF information to your system."],
+         expect=[r"error: unknown type name '__aligned_u64'"]),
     # section 11: a kprobe on a function entry rides on ftrace on x86_64
     dict(cmd=KPROBES_LIST, in_text=False, when=("x86_64",),
          expect=[r"\sk\s+do_sys_openat2\+0x0\s+\[FTRACE\]"]),
@@ -435,10 +445,10 @@ QUOTED_MARKERS = ("ERROR:", "WARNING:", "FATAL:", "Lost ", "cannot attach")
 
 
 def holds(when, kernel):
-    """Does an entry's `when` hold on this VM? Conditions: x86_64, linux 6.1|6.12, bpftrace 0.17|0.23."""
+    """Does an entry's `when` hold on this VM? Conditions: x86_64, aarch64, linux 6.1|6.12, bpftrace 0.17|0.23."""
     for cond in when:
         kind, _, value = cond.partition(" ")
-        ok = {"x86_64": lambda: kernel["arch"] == "x86_64",
+        ok = {"x86_64": lambda: kernel["arch"] == "x86_64", "aarch64": lambda: kernel["arch"] == "aarch64",
               "linux": lambda: kernel["release"].startswith(value + "."),
               "bpftrace": lambda: f"v{value}." in kernel["bpftrace"]}[kind]()
         if not ok:
