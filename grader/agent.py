@@ -628,12 +628,14 @@ def watch_window(workload, runs, decoy, bounds):
         time.sleep(0.3)  # the last events reach the probes' buffers
 
 
-# bpftrace 0.17 loses a Ctrl-C that arrives while it is handling events: its loop (BPFtrace::poll_perf_events,
-# v0.17.0) leaves only when epoll_wait itself returns EINTR, and never looks at the flag its SIGINT handler set
-# (0.23 checks it on every pass).  Such a bpftrace runs on until it is killed, and its maps are lost.  So a
-# SIGINT is sent again, but only while bpftrace is provably still in that loop: none of its probes detached
-# yet (the first thing it does after the loop) and asleep in epoll_wait.  A second SIGINT after the loop would
-# do harm: 0.17 resets the handler to the default (exit) before it prints the maps.
+# bpftrace 0.17 can lose a Ctrl-C: its loop (BPFtrace::poll_perf_events, v0.17.0) leaves when epoll_wait
+# itself returns EINTR, or when a later perf event (a printf) finds the flag its SIGINT handler set.  A SIGINT
+# that lands between two epoll_waits of a script with no further events (maps only; on a loaded emulated VM
+# the thread can sit runnable there for long) is never seen: bpftrace runs until it is killed and the
+# student's maps are lost.  0.23 reads the flag on every pass.  So a SIGINT is sent again, but only while
+# bpftrace is provably still in that loop: none of its probes detached yet (the first thing it does after
+# the loop) and asleep in epoll_wait.  A second SIGINT after the loop would do harm: 0.17 resets the handler
+# to the default (exit) before it prints the maps.
 # Checked at jittered intervals of about this many seconds (a fixed period could stay in step with bpftrace's
 # own 100 ms poll and always find it busy).
 RESEND_SIGINT_AFTER = 0.5
