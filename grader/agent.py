@@ -41,6 +41,7 @@ import fcntl
 import json
 import os
 import platform
+import random
 import re
 import secrets
 import shutil
@@ -52,7 +53,7 @@ import tempfile
 import threading
 import time
 
-AGENT_VERSION = 3
+AGENT_VERSION = 4
 TRACEFS_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 BPFTRACE = shutil.which("bpftrace") or "/usr/bin/bpftrace"
 SAFE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -627,20 +628,73 @@ def watch_window(workload, runs, decoy, bounds):
         time.sleep(0.3)  # the last events reach the probes' buffers
 
 
+# bpftrace 0.17 can lose a Ctrl-C: its loop (BPFtrace::poll_perf_events, v0.17.0) leaves when epoll_wait
+# itself returns EINTR, or when a later perf event (a printf) finds the flag its SIGINT handler set.  A SIGINT
+# that lands between two epoll_waits of a script with no further events (maps only; on a loaded emulated VM
+# the thread can sit runnable there for long) is never seen: bpftrace runs until it is killed and the
+# student's maps are lost.  0.23 reads the flag on every pass.  So a SIGINT is sent again, but only while
+# bpftrace is provably still in that loop: none of its probes detached yet (the first thing it does after
+# the loop) and asleep in epoll_wait.  A second SIGINT after the loop would do harm: 0.17 resets the handler
+# to the default (exit) before it prints the maps.
+# Checked at jittered intervals of about this many seconds (a fixed period could stay in step with bpftrace's
+# own 100 ms poll and always find it busy).
+RESEND_SIGINT_AFTER = 0.5
+EPOLL_WAIT_SYSCALLS = {"x86_64": {232, 281, 441}, "aarch64": {22, 441}}   # epoll_wait, epoll_pwait, epoll_pwait2
+PROBE_FD_KINDS = ("anon_inode:[perf_event]", "anon_inode:bpf_link", "anon_inode:bpf-link")
+
+
+def probe_fds(pid):
+    """How many perf-event and BPF-link descriptors (one or more per attached probe) a process holds."""
+    try:
+        fds = os.listdir("/proc/%d/fd" % pid)
+    except OSError:
+        return None
+    count = 0
+    for fd in fds:
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        count += target.startswith(PROBE_FD_KINDS)
+    return count
+
+
+def in_epoll_wait(pid):
+    """Is the process's main thread asleep in epoll_wait (per /proc/PID/syscall)?"""
+    try:
+        with open("/proc/%d/syscall" % pid) as fh:
+            first = fh.read().split()[0]
+    except (OSError, IndexError):
+        return False
+    return first.isdigit() and int(first) in EPOLL_WAIT_SYSCALLS.get(os.uname().machine, ())
+
+
+def sigint_was_lost(run, fds_before):
+    return bool(run.running() and fds_before and probe_fds(run.proc.pid) == fds_before
+                and in_epoll_wait(run.proc.pid))
+
+
 def stop_scripts(runs, grace, attach_bound):
     """SIGINT each bpftrace (END probes run, maps print), SIGKILL after its grace.  Detaching takes about
     as long as attaching (a wildcard's hundred kprobes: over a minute on an emulated VM), so each script's
     grace is the lab's plus its own attach time: a slow-to-attach script is never killed before its maps
-    print."""
+    print.  A Ctrl-C that bpftrace 0.17 lost is sent again (see RESEND_SIGINT_AFTER)."""
+    fds_before = {run: probe_fds(run.proc.pid) if run.running() else None for run in runs}
     for run in runs:
         run.signal(signal.SIGINT)
     start = now()
     deadline = {run: start + grace + min(run.attach_seconds or 0, attach_bound) for run in runs}
+    resend_at = {run: start + RESEND_SIGINT_AFTER for run in runs}
+    jitter = random.Random()
     while any(run.running() and now() < deadline[run] for run in runs):
         time.sleep(0.05)
         for run in runs:
             if run.running() and now() >= deadline[run]:
                 run.signal(signal.SIGKILL)
+            elif now() >= resend_at[run]:
+                resend_at[run] = now() + RESEND_SIGINT_AFTER * (0.5 + jitter.random())
+                if sigint_was_lost(run, fds_before[run]):
+                    run.signal(signal.SIGINT)
     for run in runs:
         if run.running():
             run.signal(signal.SIGKILL)

@@ -80,6 +80,9 @@ class LabVM:
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bpfhol-test-grader", "-f",
                         self.grader_key], check=True, timeout=30)
         self.env["BPFHOL_GRADER_PUBKEYS_FILE"] = self.grader_key + ".pub"
+        # The guest's serial console in a file: what a guest that stops answering said last (oops, panic, stall).
+        self.console_log = self.workdir / "console.log"
+        self.env["BPFHOL_CONSOLE_LOG"] = str(self.console_log)
         self.ssh_config = ""
         self.host = self.port = self.user = self.key = None
         self.box = {}
@@ -125,8 +128,30 @@ class LabVM:
         r = self.vagrant("provision", timeout=timeout)
         out = r.stdout + r.stderr
         if r.returncode != 0:
-            raise AssertionError(f"vagrant provision failed (exit {r.returncode}):\n{_tail(out, 40)}")
+            raise AssertionError(f"vagrant provision failed (exit {r.returncode}):\n{_tail(out, 40)}"
+                                 + (self.diagnose() if "UNREACHABLE" in out else ""))
         return out
+
+    def diagnose(self):
+        """Why the guest does not answer SSH: its libvirt state, its DHCP lease(s), the end of its console."""
+        def virsh(*args):
+            try:
+                return subprocess.run(["virsh", "-c", "qemu:///system", *args], capture_output=True, text=True,
+                                      timeout=30).stdout.strip()
+            except subprocess.TimeoutExpired:
+                return "(virsh timed out)"
+        doms = [d for d in virsh("list", "--all", "--name").split() if d.startswith(self.name)]
+        lines = [f"\n--- guest diagnosis (ssh config HostName {self.host})"]
+        for dom in doms:
+            lines.append(f"domain {dom}: {virsh('domstate', dom, '--reason')}")
+            lines.append(virsh("domifaddr", dom, "--source", "lease"))
+        try:
+            console = re.sub(r"\x1b(\[[0-9;?]*[A-Za-z]|\[!p|.)", "",
+                             self.console_log.read_bytes().decode(errors="replace"))
+        except OSError as e:
+            console = f"(no console log: {e})"
+        lines.append(f"console ({self.console_log}), last lines:\n{_tail(console, 40)}")
+        return "\n".join(lines)
 
     @staticmethod
     def recap(text):
@@ -155,7 +180,7 @@ class LabVM:
             raise AssertionError(f"ssh command did not return within {timeout + 30}s: {cmd}")
         if check and r.returncode != 0:
             raise AssertionError(f"guest command failed (exit {r.returncode}): {cmd}\n{_tail(r.stdout)}\n"
-                                 f"{_tail(r.stderr)}")
+                                 f"{_tail(r.stderr)}" + (self.diagnose() if r.returncode == 255 else ""))
         return r
 
 
@@ -171,6 +196,7 @@ class ArmLabVM(LabVM):
         self.answers_dir = self.workdir / "answers"        # not shared with the guest (no synced folder)
         self.answers_dir.mkdir(parents=True, exist_ok=True)
         self.log = self.workdir / "ansible.log"
+        self.console_log = Path(f"/var/lib/bpfhol/qemu-vm/{self.name}/console.log")     # images/qemu-vm's
         self.grader_key = str(self.workdir / "grader_key")
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bpfhol-test-grader", "-f",
                         self.grader_key], check=True, timeout=30)
