@@ -26,6 +26,17 @@ SOLUTIONS = FAULT_LAB / "solutions"
 PYTHON = sys.executable
 
 
+def job_bound():
+    """The grader's outer bound for one job of the fault lab (derived from the agent's own bounds,
+    grader.grading.job_timeout).  A run that waited this long for one student waited out a bound; the
+    suite's wall-clock checks are "less than that", so they catch a hang, not a slow machine."""
+    from grader.grading import build_job, job_timeout
+    from grader.labspec import load_lab
+
+    lab = load_lab(str(FAULT_LAB))
+    return job_timeout(build_job(lab, {ex.id: ("upload", ex.script) for ex in lab.exercises}))
+
+
 def reference():
     return {p.name: p.read_text() for p in SOLUTIONS.glob("q*.bt")}
 

@@ -11,20 +11,11 @@
 import pytest
 
 from faultkit import (FAULT_LAB, MidRunFault, answers, assert_never_overlap, cut_sessions, graded_normally,
-                      job_intervals, logging_agent, reference, row, run_grader, validate_results, wait_no_agents,
+                      job_bound, job_intervals, logging_agent, reference, row, run_grader, validate_results, wait_no_agents,
                       write_roster)
 from stuck_ssh import StuckSSHServer
 
 pytestmark = pytest.mark.faults
-
-
-def _job_timeout():
-    """The grader's outer bound for one job of the fault lab (derived from the agent's own bounds)."""
-    from grader.grading import build_job, job_timeout
-    from grader.labspec import load_lab
-
-    lab = load_lab(str(FAULT_LAB))
-    return job_timeout(build_job(lab, {ex.id: ("upload", ex.script) for ex in lab.exercises}))
 
 
 def test_ssh_steps_that_never_answer_are_cut_off(tmp_path, farm, lab_prefix):
@@ -87,7 +78,7 @@ def test_timed_out_vm_takes_the_next_submission_only_when_its_job_ended(tmp_path
     import yaml
 
     vm = farm.add()
-    bound = _job_timeout()
+    bound = job_bound()
     agent = logging_agent(tmp_path / "agent", lab_prefix["agent"], linger=bound + 2)
     subs = tmp_path / "SUBMISSIONS"
     for name in ("a-slow", "b-next"):
