@@ -139,3 +139,31 @@ def test_no_resend_once_the_probes_go(monkeypatch):
     assert agent.sigint_was_lost(Run, 0) is False           # nothing attached: nothing to prove
     monkeypatch.setattr(agent, "in_epoll_wait", lambda pid: False)
     assert agent.sigint_was_lost(Run, 2) is False
+
+
+def test_the_vm_tests_runner_presses_ctrl_c_again_the_same_way(loop017, tmp_path):
+    """tests/vm/test_lab.py runs the lab text's examples through a shell runner that stops bpftrace with one
+    SIGINT; on Debian 12 (0.17) that lost the maps of a counting example (03-close-path.bt, emulated arm64,
+    2026-11-26).  Its re-send follows the same guard as the agent: run it here with the stand-in as bpftrace."""
+    import json
+    import os
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "vm"))
+    import test_lab
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "bpftrace").write_text(f'#!/bin/sh\necho "Attaching 3 probes..."\nexec {loop017}\n')
+    (fake / "bpftrace").chmod(0o755)
+    env = dict(os.environ, PATH=f"{fake}:{os.environ['PATH']}")
+    results = []
+    for _ in range(8):
+        script = test_lab.RUNNER.format(args="ignored", attach_ticks=600, grace=1, trigger="sleep 0.$RANDOM",
+                                        stop="signal")
+        r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120, env=env)
+        results.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    summary = [(r["rc"], r["killed"], r["resent"]) for r in results]
+    assert all(r["rc"] == 0 and not r["killed"] and "@opens" in r["stdout"] for r in results), summary
+    assert any(r["resent"] for r in results), summary        # the stand-in lost the first SIGINT at least once
