@@ -16,6 +16,37 @@ from sshd_hosts import SshFarm, ensure_tracefs, install_lab_prefix  # noqa: E402
 TEST_LAB = REPO / "tests" / "fixtures" / "labs" / "tracepoints"
 
 
+def _phase(nodeid):
+    """unit | integration | faults | vm/<file>: the rows of the time table printed at the end of a run."""
+    parts = nodeid.split("::")[0].split("/")
+    if len(parts) >= 3 and parts[0] == "tests":
+        return parts[1] if parts[1] != "vm" else "vm/" + parts[2].removesuffix(".py")
+    return parts[0]
+
+
+_PHASE_SECONDS = {}
+
+
+def pytest_runtest_logreport(report):
+    _PHASE_SECONDS[_phase(report.nodeid)] = _PHASE_SECONDS.get(_phase(report.nodeid), 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """Where the time went, per suite (and per VM test file, which holds the session VM's set-up), so a slow
+    CI run shows its slow phase without reading --durations."""
+    if not _PHASE_SECONDS:
+        return
+    total = sum(_PHASE_SECONDS.values())
+    tr = terminalreporter
+    tr.section("time per phase")
+    for phase, sec in sorted(_PHASE_SECONDS.items(), key=lambda kv: -kv[1]):
+        tr.write_line(f"{phase:<32} {sec:8.1f} s  {100 * sec / total:5.1f} %")
+    vm = getattr(config, "bpfhol_vm_timings", None)
+    if vm:
+        tr.write_line("the session VM: " + ", ".join(f"{k} {v}" for k, v in vm.items()))
+    tr.write_line(f"{'all tests':<32} {total:8.1f} s")
+
+
 def pytest_configure(config):
     for name, text in [("vm", "boots a real VM (slow)"), ("integration", "real sshd + real bpftrace on this host"),
                        ("faults", "fault and abuse suite (real sshd)")]:

@@ -125,7 +125,9 @@ class LabVM:
         self.ssh_host = fields.get("Host", "default")
 
     def provision(self, timeout=1800):
+        t0 = time.time()
         r = self.vagrant("provision", timeout=timeout)
+        self.timings.setdefault("next_provisions_s", []).append(round(time.time() - t0, 1))
         out = r.stdout + r.stderr
         if r.returncode != 0:
             raise AssertionError(f"vagrant provision failed (exit {r.returncode}):\n{_tail(out, 40)}"
@@ -335,11 +337,12 @@ def lab_box(lab_vm_guest):
 
 
 @pytest.fixture(scope="session")
-def lab_vm(lab_box, lab_vm_guest):
+def lab_vm(lab_box, lab_vm_guest, pytestconfig):
     workdir = tempfile.mkdtemp(prefix="bpfhol-vm-")
     vm = (ArmLabVM if ARCH == "arm64" else LabVM)(workdir, lab_vm_guest)
     vm.box = lab_box
     vm.timings["box_s"] = lab_box.get("wall_s")
+    pytestconfig.bpfhol_vm_timings = vm.timings      # the end-of-run time table shows them (tests/conftest.py)
     if ARCH != "arm64":
         vm.accel = subprocess.run([str(REPO / "images" / "detect-accel")], capture_output=True, text=True,
                                   timeout=60).stdout.strip()
