@@ -68,3 +68,18 @@ def test_answers_folder_is_shared_both_ways(lab_vm):
     while time.time() < deadline and not (lab_vm.answers_dir / "from-guest.txt").exists():
         time.sleep(0.5)
     assert (lab_vm.answers_dir / "from-guest.txt").read_text() == "guest\n"
+
+
+def test_setup_host_names_the_accelerator_the_vm_really_got(lab_vm):
+    """scripts/setup-host's "accelerator" line, images/detect-accel and the libvirt domain's type agree (a fresh
+    machine used to be told "kvm" before any image existed, and then got TCG)."""
+    dom = next(d for d in subprocess.run(["virsh", "-c", "qemu:///system", "list", "--name"], capture_output=True,
+                                         text=True, timeout=60).stdout.split() if d.startswith(lab_vm.name))
+    xml = subprocess.run(["virsh", "-c", "qemu:///system", "dumpxml", dom], capture_output=True, text=True,
+                         timeout=60).stdout
+    domain_type = xml.split("<domain type='", 1)[1].split("'", 1)[0]
+    setup = subprocess.run([str(REPO / "scripts" / "setup-host"), "--no-venv"], capture_output=True, text=True,
+                           timeout=900)
+    [line] = [ln for ln in setup.stdout.splitlines() if ln.startswith("setup-host: accelerator")]
+    said = line.split()[-1]
+    assert (said, lab_vm.accel) == ({"qemu": "tcg", "kvm": "kvm"}[domain_type],) * 2, (line, lab_vm.accel, domain_type)
