@@ -70,7 +70,7 @@ def test_answers_folder_is_shared_both_ways(lab_vm):
     assert (lab_vm.answers_dir / "from-guest.txt").read_text() == "guest\n"
 
 
-def test_setup_host_names_the_accelerator_the_vm_really_got(lab_vm):
+def test_setup_host_names_the_accelerator_the_vm_really_got(lab_vm, tmp_path):
     """scripts/setup-host's "accelerator" line, images/detect-accel and the libvirt domain's type agree (a fresh
     machine used to be told "kvm" before any image existed, and then got TCG)."""
     dom = next(d for d in subprocess.run(["virsh", "-c", "qemu:///system", "list", "--name"], capture_output=True,
@@ -82,4 +82,9 @@ def test_setup_host_names_the_accelerator_the_vm_really_got(lab_vm):
                            timeout=900)
     [line] = [ln for ln in setup.stdout.splitlines() if ln.startswith("setup-host: accelerator")]
     said = line.split()[-1]
-    assert (said, lab_vm.accel) == ({"qemu": "tcg", "kvm": "kvm"}[domain_type],) * 2, (line, lab_vm.accel, domain_type)
+    # and what a fresh machine is told: no lab image yet, nothing cached (the probe then boots a stock kernel)
+    fresh = subprocess.run([str(REPO / "images" / "detect-accel")], capture_output=True, text=True, timeout=600,
+                           env=dict(os.environ, BPFHOL_IMAGE_CACHE=str(tmp_path / "no-images"),
+                                    BPFHOL_ACCEL_CACHE=str(tmp_path / "accel"))).stdout.strip()
+    truth = {"qemu": "tcg", "kvm": "kvm"}[domain_type]
+    assert (said, lab_vm.accel, fresh) == (truth,) * 3, (line, lab_vm.accel, fresh, domain_type)
