@@ -20,6 +20,20 @@ PATH_RE = re.compile(r"(/[\w.@+,:=~-]*)+")
 EXCERPT_MAP_ENTRIES = 20
 
 
+
+# Python refuses int() of a digit run longer than 4300 digits (ValueError), and one BEGIN { printf("1111...") }
+# made a whole student "not gradable".  No descriptor, count or pid bpftrace prints has more than 20 digits (u64),
+# so a longer run is read as a 21-digit number: still a number the student printed (it counts against an answer
+# like any number never returned), never equal to anything in the truth, and never an overflow.
+MAX_NUMBER_DIGITS = 21
+
+
+def number(text):
+    """int of an optionally signed digit string from student output, without int()'s digit-limit error."""
+    sign = "-" if text.startswith("-") else ""
+    digits = text.lstrip("+-")
+    return int(sign + digits[:MAX_NUMBER_DIGITS])
+
 @dataclass
 class MapEntry:
     map: str
@@ -31,7 +45,7 @@ class MapEntry:
         out = []
         for i, text in enumerate(self.key):
             try:
-                out.append((i, int(text)))
+                out.append((i, number(text)))
             except ValueError:
                 continue
         return out

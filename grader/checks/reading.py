@@ -18,7 +18,7 @@ import re
 from collections import defaultdict
 from functools import lru_cache
 
-from ..bpftrace_output import INT_RE, PATH_RE
+from ..bpftrace_output import INT_RE, PATH_RE, number
 
 WORKLOAD_COMM = "kprobeme"
 # A line-shape with more numbers than this is a list, not a record of one event.
@@ -29,7 +29,7 @@ MAX_RECORD_COLUMNS = 4
 def shape_of(line):
     """(shape, ints): the line with paths and integers replaced by placeholders, and its integers."""
     text = PATH_RE.sub("<path>", line)
-    ints = tuple(int(n) for n in INT_RE.findall(text))
+    ints = tuple(number(n) for n in INT_RE.findall(text))
     return INT_RE.sub("#", text).strip(), ints
 
 
@@ -65,7 +65,7 @@ def foreign_key(entry, position, truth):
         if i == position:
             continue
         if text.isdigit():
-            n = int(text)
+            n = number(text)
             if truth.pid and n > 3 * 1024 and n != truth.pid:      # another pid (fds stay small)
                 return True
         elif text and not text.startswith(("kprobe", "kretprobe", "tracepoint", "k:", "kr:", "t:", "fentry",
@@ -90,7 +90,7 @@ def int_value(value):
     if isinstance(value, int):
         return value
     if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
-        return int(value)
+        return number(value.strip())
     return None
 
 
@@ -134,7 +134,7 @@ def _clause_labels(tokens):
                 words = tokens[i + 1:(nums[j + 1] if j + 1 < len(nums) else len(tokens))]
             label = _label_any(words)
             if label:
-                pairs.append((label, int(tokens[i])))
+                pairs.append((label, number(tokens[i])))
         return pairs
 
     before, after = read(-1), read(+1)
@@ -145,7 +145,7 @@ def _count_key(entry, truth):
     """A count map's key names the workload or a probe (comm, pid, probe, func), never an fd."""
     for text in entry.key:
         if text.isdigit():
-            if truth.pid and int(text) == truth.pid:
+            if truth.pid and number(text) == truth.pid:
                 continue
             return False
         if text == WORKLOAD_COMM or ":" in text or "open" in text.lower() or "clos" in text.lower():

@@ -51,3 +51,15 @@ def test_excerpt_shows_maps_and_histograms_not_only_printf():
     text = out.excerpt()
     assert "tracking" in text and "@open: {5: 1, 6: 1}" in text and "@opens: 12" in text
     assert "@fd (histogram): [5, 5]: 3" in text
+
+
+def test_digit_runs_beyond_pythons_int_limit_are_numbers_not_errors():
+    """int() refuses more than 4300 digits; a student's printf of 5000 ones is a (never returned) number."""
+    from grader.bpftrace_output import MAX_NUMBER_DIGITS, number
+    from grader.checks.reading import shape_of
+
+    huge = "1" * 5000
+    assert number(huge) == int("1" * MAX_NUMBER_DIGITS) > 2 ** 64
+    assert number("-" + huge) < -(2 ** 64) and number("42") == 42 and number("-7") == -7
+    shape, ints = shape_of("fd " + huge + " at /tmp/x")
+    assert shape == "fd # at <path>" and ints == (number(huge),)
