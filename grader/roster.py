@@ -65,6 +65,28 @@ USED_VARS = {"ansible_host", "ansible_port", "ansible_ssh_port", "ansible_user",
 USED_VARS |= {alias for aliases in IDENTITY_FIELDS.values() for alias in aliases if alias.startswith("bpfhol_")}
 
 
+
+def _unsafe_char(c):
+    """Control, format (e.g. U+202E right-to-left override) and line/paragraph separator characters."""
+    import unicodedata
+
+    return unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")
+
+
+def id_problem(student):
+    """(shown id, problem) for a student id that carries control characters, else (student, "").
+
+    A newline in an id printed a forged row in summary.txt and the terminal table ("alice 10/10 ok ok ok" above
+    the real alice's 0/10); an escape or a bidi override changes what the instructor reads.  Such an id is never
+    used as given: the row is not gradable, and the id is shown with those characters escaped (\\x0a, \\u202e)."""
+    bad = [c for c in student if _unsafe_char(c)]
+    if not bad:
+        return student, ""
+    shown = "".join(("\\x%02x" % ord(c) if ord(c) < 0x100 else "\\u%04x" % ord(c)) if _unsafe_char(c) else c
+                    for c in student)
+    return shown, ("student id %s has control characters (%s): rename it with plain characters"
+                   % (shown[:80], ", ".join(sorted({"U+%04X" % ord(c) for c in bad}))))
+
 def _entry_from_mapping(row, n, base_dir):
     def get(*names):
         for name in names:
@@ -90,6 +112,9 @@ def _entry_from_mapping(row, n, base_dir):
     entry.identity = {name: get(*aliases)[:200] for name, aliases in IDENTITY_FIELDS.items() if get(*aliases)}
     port = get("port", "ansible_port", "ansible_ssh_port") or "22"
     problems = [row["_problem"]] if row.get("_problem") else []
+    entry.student, bad_id = id_problem(entry.student)
+    if bad_id:
+        problems.append(bad_id)
     if not student:
         problems.append("roster row %d has no student id" % n)
     if not entry.host:
@@ -248,9 +273,33 @@ def _ansible_ini(text):
     return rows
 
 
-def _ssh_config(text):
+def _without_match_blocks(text):
+    """(text, count): the ssh_config with its Match blocks left out.
+
+    paramiko's get_hostnames() raised KeyError('host') on any Match block (a traceback, exit 1), and a Match
+    block's conditions (`exec` runs a command) are not something a grader should evaluate for a roster.  The
+    students are the Host blocks; a Match block ends at the next Host or Match line, as in ssh_config(5)."""
+    kept, skipping, count = [], False, 0
+    for line in text.splitlines():
+        word = line.strip().split(None, 1)[0].lower() if line.strip() else ""
+        word = word.split("=", 1)[0]
+        if word == "match":
+            skipping, count = True, count + 1
+            continue
+        if word == "host":
+            skipping = False
+        if not skipping:
+            kept.append(line)
+    return "\n".join(kept) + "\n", count
+
+
+def _ssh_config(text, warn=None):
     import paramiko
 
+    text, matches = _without_match_blocks(text)
+    if matches and warn:
+        warn("ssh_config roster: %d Match block(s) ignored (students are read from Host blocks only; put options "
+             "they need in those Host blocks)" % matches)
     config = paramiko.SSHConfig.from_text(text)
     rows = []
     for name in sorted(config.get_hostnames()):
@@ -313,6 +362,9 @@ def load_roster(path, fmt=None, warn=None):
         raise GraderError("cannot read roster %s: %s" % (path, exc.strerror))
     if len(text) > 8 << 20:
         raise GraderError("roster %s is larger than 8 MiB; split the cohort" % path)
+    # Excel's "CSV UTF-8" (and some LMS exports) start with a byte-order mark: without this the first header
+    # read "\ufeffstudent" and the roster was refused, or its first column (e.g. "SIS User ID") dropped.
+    text = text[1:] if text.startswith("\ufeff") else text
     fmt = fmt or detect_format(path, text)
     base = path.parent
     if fmt == "csv":
@@ -323,7 +375,7 @@ def load_roster(path, fmt=None, warn=None):
         # "SIS User ID" and sis_user_id are the same column (headers pasted from an LMS export work)
         rows = [{re.sub(r"\s+", "_", (k or "").strip().lower()): v for k, v in r.items()} for r in reader]
     elif fmt == "ssh_config":
-        rows = _ssh_config(text)
+        rows = _ssh_config(text, warn)
     elif fmt in ("ini", "ansible"):
         rows = _inventory_rows(path, text, fmt, warn)
     elif fmt == "yaml":

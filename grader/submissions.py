@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import GraderError
+from .roster import id_problem
 
 
 @dataclass
@@ -20,7 +21,8 @@ def load_submissions(folder, lab):
         raise GraderError("submissions folder not found: %s (expected SUBMISSIONS/<student-id>/q1.bt ...)" % root)
     subs = []
     for student_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        sub = Submission(student=student_dir.name)
+        shown, bad_id = id_problem(student_dir.name)
+        sub = Submission(student=shown, problem=bad_id)
         for ex in lab.exercises:
             # Remote names come from the lab spec, never from the student's folder.
             sub.scripts[ex.id] = ("upload", ex.script)

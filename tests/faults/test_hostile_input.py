@@ -53,7 +53,7 @@ def test_hostile_scripts_ids_and_rows(tmp_path, farm, lab_prefix):
         row(ids["dotdot"], host, agent, answers(tmp_path, "flood", with_q1(FLOOD))),
         row(ids["html"], host, agent, answers(tmp_path, "silent", {k: SILENT for k in ref})),
         row(ids["space"], host, agent, answers(tmp_path, "broken", with_q1(BROKEN))),
-        row(ids["ansi"], host, agent, answers(tmp_path, "unsafe", with_q1(UNSAFE % pwned[3]))),
+        row("unsafe", host, agent, answers(tmp_path, "unsafe", with_q1(UNSAFE % pwned[3]))),
         row(ids["subshell"], host, agent, giant),
         row(ids["formula"], host, agent, answers(tmp_path, "evil", with_q1(EVIL_OUTPUT))),
         # Broken roster rows: each becomes that row's "not gradable", never the cohort's end.
@@ -64,15 +64,19 @@ def test_hostile_scripts_ids_and_rows(tmp_path, farm, lab_prefix):
         {"host": "127.0.0.1", "port": host.port},                           # no student id
         dict(row("badanswers", host, agent), answers="/tmp/x; touch %s" % pwned[4]),
         dict(row("badhost", host, agent), host="127.0.0.1; touch %s" % pwned[4]),
+        # Control characters in an id: not gradable, shown escaped (a newline forged a row in summary.txt)
+        row(ids["ansi"], host, agent, answers(tmp_path, "ansi", ref)),
     ]
+    ansi_shown = "\\x1b[31mred\\x1b[0m\\x07"
     roster = write_roster(tmp_path / "roster.yml", rows)
     # Sequential: every script here runs against its own workload, so verdicts are exact.
     proc, wall = run_grader("grade", roster, "--lab", FAULT_LAB, "--results", tmp_path / "res",
                             "--parallel", 1, "--connect-timeout", 3, timeout=job_bound() + 180)
     assert wall < job_bound(), wall      # no hostile row made the cohort wait out a job's bound
     assert proc.returncode == 1, proc.stderr[-3000:]
-    students = ["alice", ids["metachar"], ids["dotdot"], ids["html"], ids["space"], ids["ansi"], ids["subshell"],
-                ids["formula"], "nohost", "missingkey", "alice (row 11)", "row 12", "row 13", "badanswers", "badhost"]
+    students = ["alice", ids["metachar"], ids["dotdot"], ids["html"], ids["space"], "unsafe", ids["subshell"],
+                ids["formula"], "nohost", "missingkey", "alice (row 11)", "row 12", "row 13", "badanswers", "badhost",
+                ansi_shown]
     by = validate_results(tmp_path / "res", students)
     for p in pwned + ["/tmp/pwned"]:
         assert not os.path.exists(p), "a student id or roster field ran as a command: %s" % p
@@ -91,7 +95,8 @@ def test_hostile_scripts_ids_and_rows(tmp_path, farm, lab_prefix):
     assert {e["reason"] for e in by[ids["html"]]["exercises"]} <= {"not_found", "no_fds", "no_leaks"}
     assert ex(ids["space"], "q1")["reason"] == "compile_error"
     assert ex(ids["space"], "q2")["passed"] and ex(ids["space"], "q3")["passed"]
-    assert ex(ids["ansi"], "q1")["reason"] == "unsafe" and "--unsafe" in ex(ids["ansi"], "q1")["feedback"]
+    assert ex("unsafe", "q1")["reason"] == "unsafe" and "--unsafe" in ex("unsafe", "q1")["feedback"]
+    assert by[ansi_shown]["status"] != "graded" and "control characters (U+0007, U+001B)" in by[ansi_shown]["error"]
     assert ex(ids["subshell"], "q1")["reason"] == "too_large" and "limit" in ex(ids["subshell"], "q1")["feedback"]
     assert ex(ids["subshell"], "q2")["passed"]
     assert ex(ids["formula"], "q1")["reason"] in ("not_found", "unfiltered")
@@ -112,7 +117,7 @@ def test_hostile_scripts_ids_and_rows(tmp_path, farm, lab_prefix):
     with open(res / "gradebook.csv", newline="") as fh:
         grid = list(csv.reader(fh))
     names = [r[0] for r in grid[1:]]
-    assert "'=cmd|' /C calc'!A0" in names and "red" in names
+    assert "'=cmd|' /C calc'!A0" in names and ansi_shown in names
     assert all(os.path.isdir(res / "students" / d) and not d.startswith(".") for d in os.listdir(res / "students"))
     assert not (tmp_path / "etc").exists()
     for name in ("summary.txt", "junit.xml", "index.html", "gradebook.csv"):

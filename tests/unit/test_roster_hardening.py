@@ -1,0 +1,61 @@
+"""Roster input that used to forge rows or crash: control characters in ids (roster and submissions folder
+names), ssh_config Match blocks, a CSV with a UTF-8 byte-order mark (Excel's "CSV UTF-8")."""
+
+from grader.labspec import load_lab
+from grader.reports import table
+from grader.roster import id_problem, load_roster
+from grader.submissions import load_submissions
+from grader import grading
+
+
+def test_newline_in_an_id_cannot_print_a_forged_row(tmp_path):
+    key = tmp_path / "k"
+    key.write_text("x")
+    (tmp_path / "r.yml").write_text(
+        'students:\n  - {student: "mallory\\nalice    10/10   ok   ok   ok", host: 10.0.0.1, key: %s}\n'
+        '  - {student: alice, host: 10.0.0.2, key: %s}\n' % (key, key))
+    entries = load_roster(tmp_path / "r.yml")
+    bad, good = entries
+    assert "\n" not in bad.student and bad.student.startswith("mallory\\x0a")
+    assert "control characters (U+000A)" in bad.problem and not good.problem
+    lab = load_lab("kprobes")
+    text = table.render([grading.not_gradable(e.student, e.problem or "x") for e in entries], lab)
+    assert not any(line.startswith("alice    10/10") for line in text.splitlines()), text
+    assert len(text.splitlines()) == 4          # header, two students, the count line
+
+
+def test_every_kind_of_control_character_is_refused_and_plain_unicode_is_not():
+    for bad in ["a\rb", "a\x1b[31mb", "a\x07", "a\x7fb", "a\x85b", "a\u202eb", "a\u2028b", "a\tb", "a\x00b"]:
+        shown, problem = id_problem(bad)
+        assert problem and all(c.isprintable() for c in shown), (bad, shown)
+    for good in ["alice", "José Müller", "李雷", "o'brien", "a b"]:
+        assert id_problem(good) == (good, "")
+
+
+def test_a_submissions_folder_named_with_a_newline_is_not_gradable(tmp_path):
+    lab = load_lab("kprobes")
+    (tmp_path / "subs" / "eve\nalice 10 of 10").mkdir(parents=True)
+    (tmp_path / "subs" / "bob").mkdir()
+    subs = {s.student: s for s in load_submissions(tmp_path / "subs", lab)}
+    assert set(subs) == {"eve\\x0aalice 10 of 10", "bob"}
+    assert "control characters" in subs["eve\\x0aalice 10 of 10"].problem and not subs["bob"].problem
+
+
+def test_ssh_config_with_match_blocks_reads_the_hosts(tmp_path):
+    notes = []
+    (tmp_path / "vm.cfg").write_text(
+        "Host alice\n  HostName 10.0.0.11\n  User bpfhol-grader\n"
+        "Match host bob exec \"touch /tmp/bpfhol-match-pwned\"\n  User root\n"
+        "Match all\n  ServerAliveInterval 5\n"
+        "Host bob\n  HostName 10.0.0.12\n  Port 2222\n")
+    entries = load_roster(tmp_path / "vm.cfg", warn=notes.append)
+    assert [(e.student, e.host, e.port, e.user) for e in entries] == [
+        ("alice", "10.0.0.11", 22, "bpfhol-grader"), ("bob", "10.0.0.12", 2222, "bpfhol-grader")]
+    assert len(notes) == 1 and "2 Match block(s) ignored" in notes[0]
+
+
+def test_csv_roster_with_a_byte_order_mark(tmp_path):
+    (tmp_path / "r.csv").write_bytes("\ufeffSIS User ID,student,host\r\n4711,alice,10.0.0.1\r\n".encode("utf-8"))
+    [e] = load_roster(tmp_path / "r.csv")
+    assert (e.student, e.host) == ("alice", "10.0.0.1")
+    assert "4711" in e.identity.values(), e.identity
