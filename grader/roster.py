@@ -66,6 +66,34 @@ USED_VARS |= {alias for aliases in IDENTITY_FIELDS.values() for alias in aliases
 
 
 
+
+MAX_KEY_BYTES = 64 << 10      # an OpenSSH RSA-16384 private key is ~12 KiB
+
+
+def key_problem(key):
+    """Why ``key`` cannot be an SSH private key, or "" (checked before any connection).
+
+    A .pub given as key was retried three times as "host unreachable"; a huge file given as key was read whole
+    (1.3 GB RSS).  Only the first bytes are read, and the size is checked first."""
+    path = Path(key)
+    try:
+        size = path.stat().st_size
+        if not path.is_file():
+            return "key file not found: %s" % key
+        if size > MAX_KEY_BYTES:
+            return "key file %s is %d bytes: not an SSH private key (give the private key file)" % (key, size)
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except FileNotFoundError:
+        return "key file not found: %s" % key
+    except OSError as exc:
+        return "cannot read key file %s: %s" % (key, exc.strerror)
+    text = head.decode("ascii", "replace").lstrip()
+    if text.startswith(("ssh-", "ecdsa-", "sk-ssh", "sk-ecdsa")) or key.endswith(".pub"):
+        private = key[:-4] if key.endswith(".pub") else "the file without .pub"
+        return "key file %s is a public key: give the private key (%s)" % (key, private)
+    return ""
+
 def _unsafe_char(c):
     """Control, format (e.g. U+202E right-to-left override) and line/paragraph separator characters."""
     import unicodedata
@@ -132,8 +160,8 @@ def _entry_from_mapping(row, n, base_dir):
         problems.append("user %r is not a valid user name" % entry.user[:40])
     if not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", entry.student_user):
         problems.append("student_user %r is not a valid user name" % entry.student_user[:40])
-    if key and not Path(key).is_file():
-        problems.append("key file not found: %s" % key)
+    if key and key_problem(key):
+        problems.append(key_problem(key))
     if entry.answers and (not AGENT_PATH.match(entry.answers) or ".." in entry.answers):
         problems.append("answers must be an absolute plain path")
     if not AGENT_PATH.match(entry.agent) or ".." in entry.agent:
@@ -399,9 +427,18 @@ def load_roster(path, fmt=None, warn=None):
 
 
 def _checked(entries, path):
-    """No students is an error; a repeated student id makes that row not gradable."""
+    """No students is an error; a repeated student id makes that row not gradable; a bad key file that several
+    rows share is the instructor's, so it stops the run in one line (exit 2) instead of failing every student."""
     if not entries:
         raise GraderError("roster %s lists no students" % path)
+    shared = {}
+    for entry in entries:
+        if entry.key:
+            shared.setdefault(entry.key, []).append(entry)
+    for key, users in shared.items():
+        problem = key_problem(key) if len(users) > 1 else ""
+        if problem:
+            raise GraderError("roster %s: %s (used by %d rows)" % (path, problem, len(users)))
     seen = {}
     for i, entry in enumerate(entries):
         if entry.student in seen:

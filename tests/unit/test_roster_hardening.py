@@ -59,3 +59,29 @@ def test_csv_roster_with_a_byte_order_mark(tmp_path):
     [e] = load_roster(tmp_path / "r.csv")
     assert (e.student, e.host) == ("alice", "10.0.0.1")
     assert "4711" in e.identity.values(), e.identity
+
+
+def test_key_files_are_checked_before_connecting(tmp_path):
+    import pytest
+
+    from grader.errors import GraderError
+
+    priv, pub, huge = tmp_path / "id", tmp_path / "id.pub", tmp_path / "huge"
+    priv.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n")
+    pub.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE bpfhol\n")
+    with open(huge, "wb") as fh:                 # sparse 2 GiB: must be refused by its size, never read
+        fh.truncate(2 << 30)
+    rows = "students:\n" + "".join("  - {student: s%d, host: 10.0.0.%d, key: %s}\n" % (i, i, k)
+                                   for i, k in enumerate([priv, pub, huge, tmp_path / "missing"], 1))
+    (tmp_path / "r.yml").write_text(rows)
+    by = {e.student: e.problem for e in load_roster(tmp_path / "r.yml")}
+    assert by["s1"] == ""
+    assert "is a public key: give the private key (%s)" % priv in by["s2"]
+    assert "2147483648 bytes: not an SSH private key" in by["s3"]
+    assert "key file not found" in by["s4"]
+    # one key file for the whole cohort, and it is wrong: one line, before any student is tried
+    for bad in (pub, tmp_path / "missing"):
+        (tmp_path / "all.yml").write_text("students:\n" + "".join(
+            "  - {student: s%d, host: 10.0.0.%d, key: %s}\n" % (i, i, bad) for i in range(3)))
+        with pytest.raises(GraderError, match="used by 3 rows"):
+            load_roster(tmp_path / "all.yml")
