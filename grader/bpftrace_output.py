@@ -19,8 +19,6 @@ INT_RE = re.compile(r"(?<![\w.])-?\d+(?![\w.])")
 PATH_RE = re.compile(r"(/[\w.@+,:=~-]*)+")
 EXCERPT_MAP_ENTRIES = 20
 
-
-
 # Python refuses int() of a digit run longer than 4300 digits (ValueError), and one BEGIN { printf("1111...") }
 # made a whole student "not gradable".  No descriptor, count or pid bpftrace prints has more than 20 digits (u64),
 # so a longer run is read as a 21-digit number: still a number the student printed (it counts against an answer
@@ -33,6 +31,7 @@ def number(text):
     sign = "-" if text.startswith("-") else ""
     digits = text.lstrip("+-")
     return int(sign + digits[:MAX_NUMBER_DIGITS])
+
 
 @dataclass
 class MapEntry:

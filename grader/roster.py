@@ -64,9 +64,6 @@ USED_VARS = {"ansible_host", "ansible_port", "ansible_ssh_port", "ansible_user",
              "bpfhol_grader_key", "bpfhol_agent", "bpfhol_student_user", "bpfhol_answers"}
 USED_VARS |= {alias for aliases in IDENTITY_FIELDS.values() for alias in aliases if alias.startswith("bpfhol_")}
 
-
-
-
 MAX_KEY_BYTES = 64 << 10      # an OpenSSH RSA-16384 private key is ~12 KiB
 
 
@@ -93,6 +90,7 @@ def key_problem(key):
         private = key[:-4] if key.endswith(".pub") else "the file without .pub"
         return "key file %s is a public key: give the private key (%s)" % (key, private)
     return ""
+
 
 def _unsafe_char(c):
     """Control, format (e.g. U+202E right-to-left override) and line/paragraph separator characters."""
@@ -160,8 +158,9 @@ def _entry_from_mapping(row, n, base_dir):
         problems.append("user %r is not a valid user name" % entry.user[:40])
     if not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", entry.student_user):
         problems.append("student_user %r is not a valid user name" % entry.student_user[:40])
-    if key and key_problem(key):
-        problems.append(key_problem(key))
+    bad_key = key_problem(key) if key else ""
+    if bad_key:
+        problems.append(bad_key)
     if entry.answers and (not AGENT_PATH.match(entry.answers) or ".." in entry.answers):
         problems.append("answers must be an absolute plain path")
     if not AGENT_PATH.match(entry.agent) or ".." in entry.agent:
