@@ -24,7 +24,8 @@ def test_submissions_with_hostile_folders_and_a_dead_vm(tmp_path, farm, lab_pref
         "subshell": "$(touch pwned2-%s)" % tag,
         "space": "a b",
         "dash": "-rf --no-preserve-root",
-        "html": "<b onmouseover=alert(1)>bold<i>\nnewline",
+        "html": "<b onmouseover=alert(1)>bold<i>",
+        "newline": "forged\nrow",                                    # a newline could forge a report line
     }
     for name in names.values():
         (subs / name).mkdir(parents=True)
@@ -47,7 +48,7 @@ def test_submissions_with_hostile_folders_and_a_dead_vm(tmp_path, farm, lab_pref
     ]}))
     proc, wall = run_grader("submissions", subs, "--vms", vms, "--lab", FAULT_LAB, "--results", tmp_path / "res",
                             "--connect-timeout", 2, timeout=job_bound() + 180)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 1, proc.stderr[-3000:]                   # 1: someone (the newline) not gradable
     # 5 students one after another on one VM + the dead VM's ~6 s: a FIFO or a 4 GiB file that blocked the
     # grader would wait out a job's bound (or the run's timeout)
     assert wall < job_bound(), wall
@@ -58,6 +59,8 @@ def test_submissions_with_hostile_folders_and_a_dead_vm(tmp_path, farm, lab_pref
         return {e["id"]: e for e in by[student]["exercises"]}[q]
 
     assert graded_normally(by[names["meta"]]) and graded_normally(by[names["html"]])
+    assert by[names["newline"]]["status"] == "not_gradable"
+    assert "control characters" in by[names["newline"]]["error"] and "\\x0a" in by[names["newline"]]["error"]
     assert ex(names["space"], "q1")["reason"] == "missing"            # the symlink was not followed
     assert ex(names["dash"], "q1")["reason"] == "missing"             # nor the FIFO opened
     assert ex(names["subshell"], "q1")["reason"] == "too_large"       # read up to the cap, no further
@@ -65,4 +68,4 @@ def test_submissions_with_hostile_folders_and_a_dead_vm(tmp_path, farm, lab_pref
         assert ex(s, "q2")["passed"] and ex(s, "q3")["passed"]
     journal = (tmp_path / "res" / "journal.jsonl").read_text()
     assert "root:" not in journal                                      # nothing of /etc/shadow travelled
-    assert all(r["host"].endswith(":%d" % vm.port) for r in by.values())
+    assert all(r["host"].endswith(":%d" % vm.port) for r in by.values() if r["status"] == "graded")
