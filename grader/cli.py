@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import GraderError, HostError
+from .errors import GraderError, HostError, WriteError
 
 EXIT_OK, EXIT_NOT_GRADABLE, EXIT_INPUT, EXIT_WRITE, EXIT_BROKEN, EXIT_REPORT_BUG = 0, 1, 2, 3, 4, 5
 ROSTER_FORMATS = ["yaml", "csv", "ansible", "ini", "ssh_config"]
@@ -29,6 +29,11 @@ def default_known_hosts():
     return os.environ.get("BPFHOL_KNOWN_HOSTS") or os.path.expanduser("~/.cache/bpfhol/known_hosts")
 
 
+def _wait_option(p):
+    p.add_argument("--wait", action="store_true",
+                   help="if another grader run holds the results folder, wait for it to end (default: exit 2)")
+
+
 def _common(p):
     p.add_argument("--lab", default="kprobes", help="lab name (a folder in labs/) or a lab folder path (default: kprobes)")
     p.add_argument("--results", default=None, help="results folder (default: results/<lab>)")
@@ -39,6 +44,7 @@ def _common(p):
     p.add_argument("--connect-timeout", type=int, default=10, help="seconds per SSH connect step (default 10)")
     p.add_argument("--retries", type=int, default=1, help="regrade after a lost connection this many times (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    _wait_option(p)
     p.add_argument("--lms-assignment", default=None, metavar="NAME",
                    help="assignment column of canvas.csv and moodle.csv (default: 'bpfhol <lab>'; for Canvas, "
                    "'Name (12345)' updates the existing assignment 12345); remembered in <results>/lms.json")
@@ -95,6 +101,7 @@ def build_parser():
                        "raw output and the workload's truth log): no VM is contacted.")
     r.add_argument("--lab", default="kprobes")
     r.add_argument("--results", required=True)
+    _wait_option(r)
     r.add_argument("--rejudge", action="store_true",
                    help="re-judge graded students from their saved evidence and record the new verdicts")
 
@@ -135,7 +142,7 @@ def _finish(results, lab, results_dir, quiet=False, judged=None):
     try:
         write_all(results, lab, results_dir)
     except OSError as exc:
-        raise GraderError("cannot write reports to %s: %s (the journal keeps every result; rerun `report`)"
+        raise WriteError("cannot write reports to %s: %s (the journal keeps every result; rerun `report`)"
                           % (results_dir, exc.strerror))
     except Exception as exc:  # noqa: BLE001 - a report bug must not look like a crash that lost results
         raise ReportBug(results_dir, exc)
@@ -160,7 +167,7 @@ def _remember_lms(results_dir, entries, assignment):
     try:
         lms.remember(results_dir, entries, assignment)
     except OSError as exc:
-        raise GraderError("cannot write %s/lms.json: %s" % (results_dir, exc.strerror))
+        raise WriteError("cannot write %s/lms.json: %s" % (results_dir, exc.strerror))
 
 
 def cmd_grade(args):
@@ -179,7 +186,7 @@ def cmd_grade(args):
     if args.parallel < 1:
         raise GraderError("--parallel must be at least 1")
     results_dir = args.results or os.path.join("results", lab.name)
-    journal = Journal(results_dir)
+    journal = Journal(results_dir, wait=args.wait)
     _remember_lms(results_dir, cohort, args.lms_assignment)
     judged = grade_roster(lab, entries, journal, parallel=args.parallel, force=args.force, retries=args.retries,
                           options=_options(args, results_dir))
@@ -199,7 +206,7 @@ def cmd_submissions(args):
     if not any(not vm.problem for vm in vms):
         raise GraderError("no usable lab VM in %s: %s" % (args.vms, vms[0].problem))
     results_dir = args.results or os.path.join("results", lab.name)
-    journal = Journal(results_dir)
+    journal = Journal(results_dir, wait=args.wait)
     _remember_lms(results_dir, (), args.lms_assignment)
     judged = grade_submissions(lab, subs, vms, journal, force=args.force, retries=args.retries,
                                options=_options(args, results_dir))
@@ -266,7 +273,7 @@ def cmd_report(args):
     lab = load_lab(args.lab)
     if not Path(args.results, "journal.jsonl").is_file():
         raise GraderError("no journal.jsonl in %s: grade first" % args.results)
-    journal = Journal(args.results)
+    journal = Journal(args.results, wait=args.wait)
     results = list(journal.load().values())
     if args.rejudge:
         results = rejudge_all(lab, journal, results)
@@ -326,7 +333,7 @@ def main(argv=None):
     except GraderError as exc:
         msg = str(exc)
         print("bpfhol-grade: error: %s" % msg, file=sys.stderr)
-        return EXIT_WRITE if msg.startswith("cannot write") else EXIT_INPUT
+        return EXIT_WRITE if isinstance(exc, WriteError) else EXIT_INPUT
     except KeyboardInterrupt:
         print("bpfhol-grade: interrupted; finished students are in the journal, rerun to resume", file=sys.stderr)
         return 130

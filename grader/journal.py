@@ -8,14 +8,18 @@ students/<slug>/evidence-<time>.json, and the journal line names it; one file pe
 so a regrade never overwrites what an earlier verdict was decided on."""
 
 import errno
+import fcntl
 import hashlib
 import json
 import os
 import re
+import socket
+import sys
 import threading
+import time
 from pathlib import Path
 
-from .errors import GraderError
+from .errors import ResultsBusy, WriteError
 from .grading import StudentResult
 from .reports import gradescope, write_atomic
 from .safetext import safe_tree
@@ -30,6 +34,16 @@ def slug(student):
 
 
 _NUMBER = (int, float)
+
+
+def _holder(fd):
+    """Who holds a results folder, as its lock file says (written by the holder after it took the lock)."""
+    try:
+        info = json.loads(os.pread(fd, 512, 0) or b"{}")
+        return "pid %s on %s, %s since %s" % (int(info["pid"]), str(info["host"])[:64], str(info["command"])[:80],
+                                              time.strftime("%H:%M", time.localtime(int(info["since"]))))
+    except (OSError, ValueError, KeyError, TypeError):
+        return "a grader that has just started"
 
 
 def _sane(data):
@@ -51,15 +65,82 @@ def _sane(data):
     return True
 
 
+LOCK_NAME = ".grader.lock"
+_held = {}                      # lock file path -> fd this process holds it by (kept until the process ends)
+_held_lock = threading.Lock()
+
+
 class Journal:
-    def __init__(self, results_dir):
+    """A results folder, held by one grader at a time (``hold``): two runs on one folder would
+    grade every student twice and the last journal line would decide."""
+
+    def __init__(self, results_dir, wait=False, hold=True):
         self.dir = Path(results_dir)
         self.path = self.dir / "journal.jsonl"
         self.lock = threading.Lock()
+        self._holder_fd = None
         try:
             (self.dir / "students").mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise GraderError("cannot create results folder %s: %s" % (self.dir, exc.strerror))
+            raise WriteError("cannot write results: the folder %s cannot be created (%s); pick another --results "
+                             "or fix its permissions" % (self.dir, exc.strerror))
+        if hold:
+            self.hold(wait)
+            self.remove_stale_temp_files()
+
+    def hold(self, wait=False):
+        """An exclusive flock on <results>/.grader.lock for this process's life (the kernel drops it when
+        the process ends, however it ends: no stale lock after a crash).  Held elsewhere: exit 2 naming
+        the holder, or with ``wait`` wait for it."""
+        path = self.dir / LOCK_NAME
+        key = os.path.realpath(path)
+        with _held_lock:
+            if key in _held:                 # this process holds it already (one grader, several Journal objects)
+                self._holder_fd = _held[key]
+                return
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise WriteError("cannot write results: %s (%s); fix the folder's permissions" % (path, exc.strerror))
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = _holder(fd)
+                if not wait:
+                    os.close(fd)
+                    raise ResultsBusy("results folder %s is in use by another grader (%s); wait for it to end, "
+                                      "pass --wait to queue behind it, or use another --results" % (self.dir, holder))
+                if not told:
+                    print("bpfhol-grade: waiting for the grader holding %s (%s)" % (self.dir, holder), file=sys.stderr)
+                    told = True
+                time.sleep(1)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": int(time.time()),
+                                  "command": " ".join(sys.argv[1:3])[:80]}).encode(), 0)
+        self._holder_fd = fd
+        with _held_lock:
+            _held[key] = fd
+
+    def release(self):
+        """Let another grader have the folder before this process ends (tests, long-lived callers)."""
+        with _held_lock:
+            for key, fd in list(_held.items()):
+                if fd == self._holder_fd:
+                    del _held[key]
+                    os.close(fd)
+        self._holder_fd = None
+
+    def remove_stale_temp_files(self):
+        """A write cut by a full disk or a crash leaves ``.<name>.tmp``; whoever holds the folder clears them."""
+        for folder in [self.dir] + [p for p in (self.dir / "students").iterdir() if p.is_dir()]:
+            for tmp in folder.glob(".*.tmp"):
+                try:
+                    tmp.unlink()
+                except OSError:
+                    pass
 
     def load(self):
         """Finished results by student (the last line wins).  A line that does not parse (cut by a
@@ -126,5 +207,5 @@ class Journal:
                 finally:
                     os.close(fd)
             except OSError as exc:
-                raise GraderError("cannot write results to %s: %s; free space or fix permissions and rerun "
+                raise WriteError("cannot write results to %s: %s; free space or fix permissions and rerun "
                                   "(finished students are kept)" % (self.dir, exc.strerror or exc))

@@ -7,7 +7,7 @@ import subprocess
 import tempfile
 
 from ..errors import HostError
-from . import REPLY_CAP, parse_reply
+from . import FACTS_CAP, parse_reply, reply_cap
 
 DEFAULT_AGENT = "/opt/bpfhol/sbin/bpfhol-agent"
 
@@ -22,7 +22,7 @@ class LocalBackend:
         argv = [self.agent] + args
         return argv if os.geteuid() == 0 else ["sudo", "-n"] + argv
 
-    def _run(self, args, timeout):
+    def _run(self, args, timeout, cap):
         try:
             proc = subprocess.run(self._argv(args), capture_output=True, timeout=timeout)
         except FileNotFoundError:
@@ -31,7 +31,10 @@ class LocalBackend:
             raise HostError("cannot run %s: %s (re-run the lab playbook)" % (self.agent, exc.strerror), kind="agent")
         except subprocess.TimeoutExpired:
             raise HostError("the agent did not finish within %ds" % timeout, kind="timeout")
-        return parse_reply(proc.stdout[:REPLY_CAP], proc.stderr[:65536], proc.returncode, self.name)
+        if len(proc.stdout) > cap:
+            raise HostError("the agent replied with more than %d bytes, more than a truthful reply needs" % cap,
+                            kind="agent")
+        return parse_reply(proc.stdout, proc.stderr[:65536], proc.returncode, self.name)
 
     def run_agent_job(self, job, uploads, timeout):
         work = tempfile.mkdtemp(prefix="bpfhol-")
@@ -42,12 +45,12 @@ class LocalBackend:
             for name, data in uploads.items():
                 with open(os.path.join(work, name), "wb") as fh:
                     fh.write(data)
-            return self._run(["run", os.path.join(work, "job.json")], timeout)
+            return self._run(["run", os.path.join(work, "job.json")], timeout, reply_cap(job))
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
     def agent_facts(self, timeout=90):
-        return self._run(["facts"], timeout)
+        return self._run(["facts"], timeout, FACTS_CAP)
 
     def connect(self):
         pass

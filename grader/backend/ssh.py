@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..errors import HostError
 from ..safetext import safe_text
-from . import REPLY_CAP, parse_reply
+from . import FACTS_CAP, REPLY_CAP, parse_reply, reply_cap
 
 _known_hosts_lock = threading.Lock()
 _stale_lock = threading.Lock()
@@ -175,8 +175,10 @@ class SSHBackend:
             raise stalled
 
     # -- commands ---------------------------------------------------------------------------
-    def exec(self, command, timeout, cap=REPLY_CAP):
-        """Run a command; return (exit code, stdout, stderr).  Never waits past ``timeout``."""
+    def exec(self, command, timeout, cap=REPLY_CAP, raw=False):
+        """Run a command; return (exit code, stdout, stderr).  Never waits past ``timeout``.
+        stdout past ``cap`` bytes is a HostError once the command ends (nothing past it is kept);
+        ``raw``: stdout as the bytes received, so a large reply is not copied to decode it."""
         import paramiko
 
         if self.conn is None:
@@ -190,6 +192,7 @@ class SSHBackend:
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise HostError("connection to %s lost: %s" % (self.name, _why(exc)), kind="connection")
         out, err = bytearray(), bytearray()
+        over_cap = False
         deadline = time.monotonic() + timeout
         try:
             while True:
@@ -197,6 +200,8 @@ class SSHBackend:
                 while chan.recv_ready():
                     data = chan.recv(65536)
                     progressed = True
+                    if len(out) + len(data) > cap:
+                        over_cap = True
                     if len(out) < cap:
                         out += data[: cap - len(out)]
                 while chan.recv_stderr_ready():
@@ -220,7 +225,10 @@ class SSHBackend:
                 # --retries covers, not an agent that "gave no reply".
                 raise HostError("connection to %s lost during the run (no exit status)" % self.name,
                                 kind="connection")
-            return status, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+            if over_cap:
+                raise HostError("agent on %s replied with more than %d bytes, more than a truthful reply to this "
+                                "job needs: not read" % (self.name, cap), kind="agent")
+            return status, (out if raw else out.decode("utf-8", "replace")), err.decode("utf-8", "replace")
         finally:
             chan.close()
 
@@ -255,7 +263,8 @@ class SSHBackend:
             files.update(uploads)
             self._upload(remote_dir, files, timeout=30)
             try:
-                code, out, err = self.exec(self._sudo([self.agent, "run", remote_dir + "/job.json"]), timeout=timeout)
+                code, out, err = self.exec(self._sudo([self.agent, "run", remote_dir + "/job.json"]), timeout=timeout,
+                                           cap=reply_cap(job), raw=True)
             except HostError as exc:
                 if exc.kind in ("connection", "timeout"):
                     self._note_stale_job(remote_dir, started + timeout)     # it may still run there
@@ -311,5 +320,5 @@ class SSHBackend:
             pass
 
     def agent_facts(self, timeout=90):
-        code, out, err = self.exec(self._sudo([self.agent, "facts"]), timeout=timeout)
+        code, out, err = self.exec(self._sudo([self.agent, "facts"]), timeout=timeout, cap=FACTS_CAP)
         return parse_reply(out, err, code, self.name)

@@ -18,11 +18,18 @@ def write_atomic(path, text):
     path = Path(path)
     tmp = path.with_name(".%s.tmp" % path.name)
     # UTF-8 whatever the locale (the HTML says so); "replace" is the last net under clean().
-    with open(tmp, "w", encoding="utf-8", errors="replace") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8", errors="replace") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)          # a full disk must not leave a half file behind
+        except OSError:
+            pass
+        raise
 
 
 def write_all(results, lab, results_dir):

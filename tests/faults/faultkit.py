@@ -399,3 +399,38 @@ def cut_sessions(host):
                 os.kill(p, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+_HOSTILE_REPLY_AGENT = '''#!/usr/bin/env python3
+# A forged agent whose reply to a grading job is %(nbytes)d bytes of JSON meant to cost memory:
+# mode "items" is one value per 3 bytes ({"ok": true, "pad": [{},{},...]}), valid JSON.
+import os, sys
+if len(sys.argv) < 2 or sys.argv[1] != "run":
+    os.execv(%(real)r, [%(real)r] + sys.argv[1:])
+head, tail = b'{"ok": true, "pad": [', b'{}]}'
+n = max(0, (%(nbytes)d - len(head) - len(tail)) // 3)
+out = sys.stdout.buffer
+out.write(head)
+chunk = b"{}," * 65536
+for _ in range(n // 65536):
+    out.write(chunk)
+out.write(b"{}," * (n %% 65536) + tail + b"\\n")
+'''
+
+
+def hostile_reply_agent(path, real_agent, nbytes):
+    """An agent stand-in (roster ``agent``) replying to a job with ``nbytes`` of cheap-to-send,
+    costly-to-parse JSON; anything else (facts) goes to the real agent."""
+    Path(path).write_text(_HOSTILE_REPLY_AGENT % {"real": str(real_agent), "nbytes": int(nbytes)})
+    os.chmod(path, 0o755)
+    return str(path)
+
+
+def fault_lab_reply_cap():
+    """The reply cap the grader derives for a fault-lab job (grader.backend.reply_cap)."""
+    from grader.backend import reply_cap
+    from grader.grading import build_job
+    from grader.labspec import load_lab
+
+    lab = load_lab(str(FAULT_LAB))
+    return reply_cap(build_job(lab, {ex.id: ("upload", ex.script) for ex in lab.exercises}))

@@ -42,7 +42,7 @@ def test_short_write_leaves_no_partial_line(tmp_path, monkeypatch):
         return real_write(fd, data[: len(data) // 2])
 
     monkeypatch.setattr(jmod.os, "write", short)
-    with pytest.raises(jmod.GraderError, match="cannot write results"):
+    with pytest.raises(jmod.WriteError, match="cannot write results"):
         journal.record(result("bob"), lab)
     monkeypatch.setattr(jmod.os, "write", real_write)
     text = (tmp_path / "journal.jsonl").read_text()

@@ -55,6 +55,7 @@ def test_evidence_is_kept_and_a_fixed_check_regrades_from_it(tmp_path):
     doc = json.loads((tmp_path / "students" / "ann" / rows[0]["evidence"]).read_text())
     assert doc["grader_version"] and doc["job"]["workload"]["args"]["count"] >= 24
     assert set(doc["script_sha256"]) == {"q1", "q2", "q3", "q4"} and doc["reply"]["workload"]["truth"]
+    journal.release()                   # the `report` runs below need the results folder
 
     def report(*extra):
         return subprocess.run([sys.executable, "-m", "grader", "report", "--results", str(tmp_path), *extra],
