@@ -121,7 +121,8 @@ t1=$(date +%s.%N)
 # probe descriptors (perf events, BPF links) of bpftrace, and whether its main thread sleeps in epoll_wait
 # (x86_64 epoll_wait/epoll_pwait/epoll_pwait2 = 232/281/441, aarch64 epoll_pwait/epoll_pwait2 = 22/441)
 probes() {{ ls -l /proc/$bt/fd 2>/dev/null | grep -c -e perf_event -e bpf_link -e bpf-link; }}
-in_poll() {{ read -r nr _ < /proc/$bt/syscall 2>/dev/null; case "$nr" in 22|232|281|441) return 0;; esac; return 1; }}
+# (bpftrace may exit between two looks: a missing /proc entry is "not polling", never an error under set -u)
+in_poll() {{ local nr=""; {{ read -r nr _ < /proc/$bt/syscall; }} 2>/dev/null; case "$nr" in 22|232|281|441) return 0;; esac; return 1; }}
 n0=$(probes)
 if [ "{stop}" = "self" ]; then
   # a script that ends itself (interval + exit()): keep triggering until it is gone
