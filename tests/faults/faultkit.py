@@ -26,15 +26,30 @@ SOLUTIONS = FAULT_LAB / "solutions"
 PYTHON = sys.executable
 
 
-def job_bound():
+def job_bound(lab_dir=FAULT_LAB):
     """The grader's outer bound for one job of the fault lab (derived from the agent's own bounds,
     grader.grading.job_timeout).  A run that waited this long for one student waited out a bound; the
     suite's wall-clock checks are "less than that", so they catch a hang, not a slow machine."""
     from grader.grading import build_job, job_timeout
     from grader.labspec import load_lab
 
-    lab = load_lab(str(FAULT_LAB))
+    lab = load_lab(str(lab_dir))
     return job_timeout(build_job(lab, {ex.id: ("upload", ex.script) for ex in lab.exercises}))
+
+
+def tight_lab(dest, attach=10, lock_wait=20):
+    """A copy of the fault lab with shorter attach and lock-wait bounds, for a test that must wait out a
+    whole job bound (about 3 min with the fault lab's own bounds, under 2 with these)."""
+    import shutil
+
+    import yaml
+
+    dest = Path(dest)
+    shutil.copytree(FAULT_LAB, dest)
+    spec = yaml.safe_load((dest / "lab.yaml").read_text())
+    spec.update(attach_timeout_seconds=attach, lock_wait_seconds=lock_wait)
+    (dest / "lab.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return dest
 
 
 def reference():

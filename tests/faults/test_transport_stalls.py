@@ -11,8 +11,8 @@
 import pytest
 
 from faultkit import (FAULT_LAB, MidRunFault, answers, assert_never_overlap, cut_sessions, graded_normally,
-                      job_bound, job_intervals, logging_agent, reference, row, run_grader, validate_results, wait_no_agents,
-                      write_roster)
+                      job_bound, job_intervals, logging_agent, reference, row, run_grader, tight_lab, validate_results,
+                      wait_no_agents, write_roster)
 from stuck_ssh import StuckSSHServer
 
 pytestmark = pytest.mark.faults
@@ -78,7 +78,8 @@ def test_timed_out_vm_takes_the_next_submission_only_when_its_job_ended(tmp_path
     import yaml
 
     vm = farm.add()
-    bound = job_bound()
+    lab = tight_lab(tmp_path / "lab")
+    bound = job_bound(lab)
     agent = logging_agent(tmp_path / "agent", lab_prefix["agent"], linger=bound + 2)
     subs = tmp_path / "SUBMISSIONS"
     for name in ("a-slow", "b-next"):
@@ -89,7 +90,7 @@ def test_timed_out_vm_takes_the_next_submission_only_when_its_job_ended(tmp_path
     vms.write_text(yaml.safe_dump({"students": [{"student": "vm", "host": "127.0.0.1", "port": vm.port,
                                                  "user": "root", "key": vm.key, "agent": agent}]}))
     try:
-        proc, wall = run_grader("submissions", subs, "--vms", vms, "--lab", FAULT_LAB, "--results",
+        proc, wall = run_grader("submissions", subs, "--vms", vms, "--lab", lab, "--results",
                                 tmp_path / "res", "--connect-timeout", 3, timeout=bound + 120)
     finally:
         wait_no_agents(lab_prefix["root"])
