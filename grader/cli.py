@@ -99,11 +99,15 @@ def build_parser():
                        description="Rewrite the reports from the journal. With --rejudge, every graded student is "
                        "judged again by today's checks from the evidence saved with the result (each script's "
                        "raw output and the workload's truth log): no VM is contacted.")
-    r.add_argument("--lab", default="kprobes")
+    r.add_argument("--lab", default=None,
+                   help="the lab the folder was graded with (default: the one its journal records; another is refused)")
     r.add_argument("--results", required=True)
     _wait_option(r)
     r.add_argument("--rejudge", action="store_true",
-                   help="re-judge graded students from their saved evidence and record the new verdicts")
+                   help="re-judge graded students from their saved evidence, record the new verdicts (each keeping "
+                   "the one it replaced) and print a table of who changed from what, and why")
+    r.add_argument("--dry-run", action="store_true",
+                   help="with --rejudge: print the table of changes, write nothing")
 
     sub.add_parser("labs", help="list the labs the grader knows")
     return parser
@@ -187,6 +191,7 @@ def cmd_grade(args):
         raise GraderError("--parallel must be at least 1")
     results_dir = args.results or os.path.join("results", lab.name)
     journal = Journal(results_dir, wait=args.wait)
+    _same_lab(lab, journal, results_dir)
     _remember_lms(results_dir, cohort, args.lms_assignment)
     judged = grade_roster(lab, entries, journal, parallel=args.parallel, force=args.force, retries=args.retries,
                           options=_options(args, results_dir))
@@ -207,6 +212,7 @@ def cmd_submissions(args):
         raise GraderError("no usable lab VM in %s: %s" % (args.vms, vms[0].problem))
     results_dir = args.results or os.path.join("results", lab.name)
     journal = Journal(results_dir, wait=args.wait)
+    _same_lab(lab, journal, results_dir)
     _remember_lms(results_dir, (), args.lms_assignment)
     judged = grade_submissions(lab, subs, vms, journal, force=args.force, retries=args.retries,
                                options=_options(args, results_dir))
@@ -266,46 +272,29 @@ def cmd_self_check(args):
     return EXIT_OK if all(e.passed for e in result.exercises) else EXIT_NOT_GRADABLE
 
 
+def _same_lab(lab, journal, results_dir):
+    """A results folder holds one lab: grading another into it would mix two cohorts' grades."""
+    from .rejudge import check_same_lab, folder_lab
+
+    check_same_lab(lab, folder_lab(journal, journal.load().values(), results_dir), results_dir)
+
+
 def cmd_report(args):
     from .journal import Journal
-    from .labspec import load_lab
+    from .rejudge import choose_lab, rejudge_all
 
-    lab = load_lab(args.lab)
+    if args.dry_run and not args.rejudge:
+        raise GraderError("--dry-run goes with --rejudge (a plain report only rewrites the reports)")
     if not Path(args.results, "journal.jsonl").is_file():
         raise GraderError("no journal.jsonl in %s: grade first" % args.results)
-    journal = Journal(args.results, wait=args.wait)
+    journal = Journal(args.results, wait=args.wait, hold=not args.dry_run)
     results = list(journal.load().values())
+    lab = choose_lab(args.lab, journal, results, args.results)
     if args.rejudge:
-        results = rejudge_all(lab, journal, results)
+        results = rejudge_all(lab, journal, results, dry_run=args.dry_run)
+        if args.dry_run:
+            return EXIT_OK
     return _finish(results, lab, args.results)
-
-
-def rejudge_all(lab, journal, results):
-    """Judge each graded student again from their evidence; record only verdicts that changed."""
-    from . import grading
-
-    out, changed, judged, missing = [], 0, 0, 0
-    for old in results:
-        doc = journal.evidence(old) if old.status == "graded" else None
-        if doc is None:
-            missing += old.status == "graded"
-            out.append(old)
-            continue
-        judged += 1
-        try:
-            new = grading.rejudge(lab, doc)
-        except HostError as exc:
-            new = grading.not_gradable(old.student, "re-judged: %s" % exc, old.host)
-        new.max_score = lab.max_score
-        new.evidence = old.evidence
-        if [(e.id, e.passed, e.reason) for e in new.exercises] != [(e.id, e.passed, e.reason) for e in old.exercises]:
-            changed += 1
-            journal.record(new, lab)
-        out.append(new)
-    print("re-judged %d students from their evidence: %d verdicts changed%s" % (
-        judged, changed, ", %d without evidence kept as they were" % missing if missing else ""),
-        file=sys.stderr)
-    return out
 
 
 def cmd_labs(args):

@@ -51,6 +51,8 @@ class StudentResult:
     seconds: float = 0.0
     graded_at: float = 0.0
     evidence: str = ""              # students/<slug>/evidence-*.json: what the verdicts were decided on
+    lab: str = ""                   # the lab judged (a results folder holds one lab; a re-judge checks it)
+    rejudged: dict = field(default_factory=dict)   # a re-judge's new line keeps the verdict it replaced
 
     def to_dict(self):
         return asdict(self)
@@ -261,22 +263,24 @@ def grade(backend, lab, student, scripts, uploads=None, rng=None, visible_only=F
     result.host = backend.name
     result.seconds = round(time.time() - started, 2)
     result.graded_at = time.time()
-    result.evidence_doc = evidence(job, raw, result)
+    result.evidence_doc = evidence(job, raw, result, lab)
     return result
 
 
 EVIDENCE_FORMAT = 1
 
 
-def evidence(job, raw, result):
-    """Everything a verdict was decided on, for the instructor's audit and for re-judging."""
+def evidence(job, raw, result, lab=None):
+    """Everything a verdict was decided on, for the instructor's audit and for re-judging (which checks the
+    lab named here: a folder is never re-judged against another lab)."""
     hashes = {}
     for item in raw.get("scripts") or []:
         if isinstance(item, dict) and isinstance(item.get("source"), str):
             hashes[str(item.get("name"))] = hashlib.sha256(item["source"].encode("utf-8", "replace")).hexdigest()
     return {"format": EVIDENCE_FORMAT, "grader_version": __version__, "agent_version": raw.get("agent_version"),
             "student": result.student, "host": result.host, "graded_at": result.graded_at,
-            "seconds": result.seconds, "script_sha256": hashes, "job": job, "reply": raw}
+            "seconds": result.seconds, "script_sha256": hashes, "job": job, "reply": raw,
+            "lab": lab.identity() if lab is not None else {"name": job.get("lab")}}
 
 
 def rejudge(lab, doc):

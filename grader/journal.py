@@ -184,6 +184,7 @@ class Journal:
     def record(self, result, lab):
         with self.lock:
             try:
+                result.lab = result.lab or lab.name
                 student_dir = self.dir / "students" / slug(result.student)
                 student_dir.mkdir(parents=True, exist_ok=True)
                 doc = getattr(result, "evidence_doc", None)

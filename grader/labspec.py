@@ -5,6 +5,7 @@ A malformed spec is the instructor's error: one line saying which field to fix.
 
 import os
 import random
+import hashlib
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -54,6 +55,12 @@ class Lab:
     script_cap: int
     exercises: list
     lock_wait: float = None      # how long a job may wait for another on the same host (None: the agent's own)
+    spec_sha256: str = ""        # of lab.yaml as loaded: evidence names the spec a verdict was judged by
+
+    def identity(self):
+        """What evidence records of the lab: a re-judge checks it, and lists points that changed since."""
+        return {"name": self.name, "spec_sha256": self.spec_sha256, "path": str(Path(self.path).resolve()),
+                "points": {ex.id: ex.points for ex in self.exercises}}
 
     @property
     def max_score(self):
@@ -130,7 +137,8 @@ def load_lab(name_or_path, labs_dir=None):
     spec_file = lab_dir / "lab.yaml"
     where = str(spec_file)
     try:
-        data = yaml.safe_load(spec_file.read_text())
+        text = spec_file.read_text()
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = " at line %d" % (mark.line + 1) if mark else ""
@@ -185,6 +193,7 @@ def load_lab(name_or_path, labs_dir=None):
         grace=num("grace_seconds", 4, 1, 30), output_cap=int(num("output_cap_bytes", 262144, 1024, 8 << 20)),
         script_cap=int(num("script_cap_bytes", 65536, 256, 1 << 20)), exercises=exercises,
         lock_wait=num("lock_wait_seconds", 0, 0, 900) if "lock_wait_seconds" in data else None,
+        spec_sha256=hashlib.sha256(text.encode("utf-8", "replace")).hexdigest(),
     )
 
 

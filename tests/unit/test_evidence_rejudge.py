@@ -21,13 +21,14 @@ class ReplayBackend:
     """Stands in for a lab host: answers the job with a reply built from a simulated run."""
     name = "replay"
 
-    def __init__(self, outputs):
+    def __init__(self, outputs, source="kprobe:x {}"):
         self.outputs = outputs
+        self.source = source
 
     def run_agent_job(self, job, uploads, timeout):
         args = job["workload"]["args"]
         truth = simulate.truth_for(args, job["workload"]["fd_offset"], 4242, job["workload"]["decoy_file"])
-        scripts = [{"name": s["name"], "status": "ran", "exit_code": 0, "attached": True, "source": "kprobe:x {}",
+        scripts = [{"name": s["name"], "status": "ran", "exit_code": 0, "attached": True, "source": self.source,
                     "stdout": self.outputs[s["name"]](truth), "stderr": "", "path": "/run/bpfhol-agent-x/s0.bt"}
                    for s in job["scripts"]]
         return {"ok": True, "agent_version": job["version"], "scripts": scripts, "facts": {"tracefs": True},
@@ -74,3 +75,138 @@ def test_evidence_is_kept_and_a_fixed_check_regrades_from_it(tmp_path):
     last = json.loads((tmp_path / "journal.jsonl").read_text().splitlines()[-1])
     assert last["student"] == "ben" and last["score"] == 9 and last["evidence"] == rows[1]["evidence"]
     assert "ben" in (tmp_path / "gradebook.csv").read_text()
+
+
+def _graded_folder(tmp_path, lab, students=("ann", "ben")):
+    """A results folder as `grade` leaves it: journal rows and evidence for honest students."""
+    results = tmp_path / "results"
+    journal = Journal(results)
+    scripts = {ex.id: ("upload", ex.script) for ex in lab.exercises}
+    for student in students:
+        backend = ReplayBackend(HONEST, source="%s:x {}" % lab.require_probe_types[0])
+        result = grading.grade(backend, lab, student, scripts, rng=random.Random(student))
+        result.max_score = lab.max_score
+        journal.record(result, lab)
+    journal.release()
+    return results
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "grader", *map(str, args)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+
+
+def _tree(folder):
+    """Every file's size and mtime, but the lock file (who holds the folder, rewritten by each run)."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".grader.lock"}
+
+
+def test_a_folder_of_another_lab_is_never_rejudged_against_the_default(tmp_path):
+    """The bug: `report --rejudge` without --lab judged a tracepoints cohort by kprobes (10/10 became 0/13)."""
+    import shutil
+
+    lab_dir = tmp_path / "labs" / "tracepoints"
+    shutil.copytree(REPO / "tests" / "fixtures" / "labs" / "tracepoints", lab_dir)
+    results = _graded_folder(tmp_path, load_lab(str(lab_dir)))
+    rows = [json.loads(line) for line in (results / "journal.jsonl").read_text().splitlines()]
+    assert {r["lab"] for r in rows} == {"tracepoints"} and [r["score"] for r in rows] == [10, 10]
+
+    plain = _cli("report", "--results", results, "--rejudge")      # judged by the lab its evidence names
+    assert plain.returncode == 0 and "0 verdicts changed" in plain.stderr, plain.stderr
+    assert [json.loads(x)["score"] for x in (results / "journal.jsonl").read_text().splitlines()] == [10, 10]
+    assert "10/10" in (results / "summary.txt").read_text()
+    before = _tree(results)
+
+    wrong = _cli("report", "--results", results, "--rejudge", "--lab", "kprobes")
+    assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1, wrong.stderr
+    assert "graded with lab 'tracepoints', not 'kprobes': omit --lab or pass --lab tracepoints" in wrong.stderr
+
+    # grading the kprobes lab into this folder is refused before any host is contacted
+    roster = tmp_path / "r.yml"
+    roster.write_text("students:\n- {student: cy, host: 192.0.2.1, port: 22, user: u, key: %s}\n" % roster)
+    mixed = _cli("grade", roster, "--results", results, "--lab", "kprobes", "--connect-timeout", 1)
+    assert mixed.returncode == 2 and "pass --lab tracepoints" in mixed.stderr, mixed.stderr
+    assert "omit --lab" not in mixed.stderr
+
+    shutil.rmtree(lab_dir)             # the lab folder is gone: named, never replaced by the default lab
+    lost = _cli("report", "--results", results, "--rejudge")
+    assert lost.returncode == 2 and lost.stderr.count("\n") == 1, lost.stderr
+    assert "graded with lab 'tracepoints', which this grader cannot find: pass --lab PATH" in lost.stderr
+    assert _tree(results) == before, "a refused re-judge or grade wrote something"
+
+
+def test_an_older_folder_without_lab_fields_is_read_by_its_evidence(tmp_path):
+    """Rows written before the lab was recorded: the evidence's job still names it."""
+    results = _graded_folder(tmp_path, load_lab(str(REPO / "tests" / "fixtures" / "labs" / "tracepoints")),
+                             students=("ann",))
+    journal_file = results / "journal.jsonl"
+    row = json.loads(journal_file.read_text())
+    row.pop("lab")
+    journal_file.write_text(json.dumps(row) + "\n")
+    evidence_file = results / "students" / "ann" / row["evidence"]
+    doc = json.loads(evidence_file.read_text())
+    doc.pop("lab")
+    evidence_file.write_text(json.dumps(doc))
+    wrong = _cli("report", "--results", results, "--rejudge", "--lab", "kprobes")
+    assert wrong.returncode == 2 and "graded with lab 'tracepoints'" in wrong.stderr
+
+
+def test_a_points_change_is_listed_by_dry_run_then_applied_keeping_the_old_verdict(tmp_path):
+    """The bug: a points change in lab.yaml was not carried by a re-judge ('0 verdicts changed')."""
+    import shutil
+
+    lab_copy = tmp_path / "lab" / "kprobes"
+    shutil.copytree(REPO / "labs" / "kprobes", lab_copy)
+    results = _graded_folder(tmp_path, load_lab(str(lab_copy)))
+    spec = lab_copy / "lab.yaml"
+    text = spec.read_text()
+    at = text.index("  - id: q4")
+    assert "points: 3" in text[at:]
+    spec.write_text(text[:at] + text[at:].replace("points: 3", "points: 5", 1))
+    before = _tree(results)
+
+    dry = _cli("report", "--results", results, "--rejudge", "--dry-run", "--lab", lab_copy)
+    assert dry.returncode == 0, dry.stderr
+    assert "2 verdicts changed" in dry.stderr and "dry run" in dry.stderr
+    lines = [line.split() for line in dry.stdout.splitlines()]
+    assert ["ann", "q4", "PASS", "3/3", "PASS", "5/5", "points", "3", "->", "5"] in lines, dry.stdout
+    assert ["ben", "q4", "PASS", "3/3", "PASS", "5/5", "points", "3", "->", "5"] in lines
+    assert _tree(results) == before, "--dry-run wrote something"
+
+    applied = _cli("report", "--results", results, "--rejudge", "--lab", lab_copy)
+    assert applied.returncode == 0 and "2 verdicts changed" in applied.stderr
+    assert "points 3 -> 5" in applied.stdout
+    rows = [json.loads(line) for line in (results / "journal.jsonl").read_text().splitlines()]
+    assert len(rows) == 4
+    for new in rows[2:]:
+        assert new["score"] == new["max_score"] == 15
+        previous = new["rejudged"]["previous"]
+        assert previous["score"] == previous["max_score"] == 13
+        assert [e["max_score"] for e in previous["exercises"]] == [3, 3, 4, 3]
+    assert "15" in (results / "gradebook.csv").read_text()
+
+    # The evidence names the folder the lab came from: without --lab it is that copy, not the installed lab.
+    again = _cli("report", "--results", results, "--rejudge")
+    assert again.returncode == 0 and "0 verdicts changed" in again.stderr and "changes:" not in again.stdout
+    # The installed lab of that name is a choice the instructor makes, and its changes are listed.
+    back = _cli("report", "--results", results, "--rejudge", "--dry-run", "--lab", "kprobes")
+    assert back.returncode == 0 and "points 5 -> 3" in back.stdout and "2 verdicts changed" in back.stderr
+
+
+def test_a_verdict_change_names_the_reason_it_changed(tmp_path):
+    results = _graded_folder(tmp_path, load_lab("kprobes"), students=("ben",))
+    row = json.loads((results / "journal.jsonl").read_text())
+    path = results / "students" / "ben" / row["evidence"]
+    doc = json.loads(path.read_text())
+    doc["reply"]["scripts"][2]["stdout"] = printf("opens 12 closes 10")
+    path.write_text(json.dumps(doc))
+    out = _cli("report", "--results", results, "--rejudge")
+    assert out.returncode == 0, out.stderr
+    head, changes = out.stdout.split("\n", 1)[0], out.stdout.split("\n")[1:3]
+    assert head == "changes:" and changes[0].split() == ["student", "exercise", "was", "now", "why"], out.stdout
+    line = changes[1]
+    fields = line.split()
+    assert fields[:5] == ["ben", "q3", "PASS", "4/4", "FAIL"] and "ok ->" in line, out.stdout
+    stray = _cli("report", "--results", results, "--dry-run")
+    assert stray.returncode == 2 and "--dry-run goes with --rejudge" in stray.stderr
