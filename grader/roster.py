@@ -64,6 +64,12 @@ USED_VARS = {"ansible_host", "ansible_port", "ansible_ssh_port", "ansible_user",
              "bpfhol_grader_key", "bpfhol_agent", "bpfhol_student_user", "bpfhol_answers"}
 USED_VARS |= {alias for aliases in IDENTITY_FIELDS.values() for alias in aliases if alias.startswith("bpfhol_")}
 
+# bpfhol_* variables the lab VM's own roles use (an inventory shared with the provisioning playbook has them).
+# tests/unit/test_roster.py keeps this in step with roles/*/defaults/main.yml.
+INVENTORY_OTHER_VARS = {"bpfhol_apt_cache_valid_time", "bpfhol_grader_pubkeys", "bpfhol_labs", "bpfhol_menu_packages",
+                        "bpfhol_menu_path", "bpfhol_prefix", "bpfhol_supported_architectures",
+                        "bpfhol_supported_service_managers", "bpfhol_supported_versions"}
+
 MAX_KEY_BYTES = 64 << 10      # an OpenSSH RSA-16384 private key is ~12 KiB
 
 
@@ -113,6 +119,45 @@ def id_problem(student):
     return shown, ("student id %s has control characters (%s): rename it with plain characters"
                    % (shown[:80], ", ".join(sorted({"U+%04X" % ord(c) for c in bad}))))
 
+# Every field a YAML/CSV row may have, by what it sets (first name found wins).
+ROW_FIELDS = {
+    "student": ("student", "id", "student_id", "bpfhol_student", "name"),
+    "host": ("host", "hostname", "address", "ansible_host"),
+    "user": ("user", "username", "bpfhol_grader_user", "ansible_user", "ansible_ssh_user"),
+    "key": ("key", "identity_file", "key_file", "bpfhol_grader_key", "ansible_ssh_private_key_file",
+            "ansible_private_key_file"),
+    "agent": ("agent", "bpfhol_agent"),
+    "student_user": ("student_user", "bpfhol_student_user"),
+    "answers": ("answers", "bpfhol_answers"),
+    "port": ("port", "ansible_port", "ansible_ssh_port"),
+}
+# Columns of Canvas and Moodle gradebook exports the grader does not read (a roster pasted from one keeps them).
+LMS_EXPORT_COLUMNS = {"first_name", "last_name", "integration_id", "root_account", "institution", "department",
+                      "current_score", "final_score", "unposted_current_score", "unposted_final_score"}
+KNOWN_FIELDS = {a for aliases in list(ROW_FIELDS.values()) + list(IDENTITY_FIELDS.values()) for a in aliases}
+
+
+def _suggest(name, known):
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return "did you mean '%s'? " % close[0] if close else ""
+
+
+def unknown_field(name, known=KNOWN_FIELDS, cutoff=None):
+    """The one-line complaint for a roster field the grader does not read, or "" (a typo such as `studnet:` or
+    `prot:` was silently ignored: the student was graded on port 22, or not at all)."""
+    import difflib
+
+    if name in known or name.startswith("_"):
+        return ""
+    if cutoff is not None and not difflib.get_close_matches(name, sorted(known), n=1, cutoff=cutoff):
+        return ""
+    return "unknown field '%s' (%sknown: %s)" % (str(name)[:40], _suggest(name, known),
+                                               ", ".join(["student", "host", "port", "user", "key", "agent",
+                                                          "student_user", "answers"] + sorted(IDENTITY_FIELDS)))
+
+
 def _entry_from_mapping(row, n, base_dir):
     def get(*names):
         for name in names:
@@ -121,22 +166,21 @@ def _entry_from_mapping(row, n, base_dir):
                 return str(value).strip()
         return ""
 
-    student = get("student", "id", "student_id", "bpfhol_student", "name")
+    student = get(*ROW_FIELDS["student"])
     entry = Entry(student=student or "row %d" % n)
-    entry.host = get("host", "hostname", "address", "ansible_host")
-    entry.user = get("user", "username", "bpfhol_grader_user", "ansible_user", "ansible_ssh_user") or DEFAULT_USER
-    key = get("key", "identity_file", "key_file", "bpfhol_grader_key", "ansible_ssh_private_key_file",
-              "ansible_private_key_file")
+    entry.host = get(*ROW_FIELDS["host"])
+    entry.user = get(*ROW_FIELDS["user"]) or DEFAULT_USER
+    key = get(*ROW_FIELDS["key"])
     if key:
         key = str(Path(key).expanduser())
         if not Path(key).is_absolute():
             key = str((base_dir / key).resolve())
     entry.key = key
-    entry.agent = get("agent", "bpfhol_agent") or DEFAULT_AGENT
-    entry.student_user = get("student_user", "bpfhol_student_user") or "vagrant"
-    entry.answers = get("answers", "bpfhol_answers")
+    entry.agent = get(*ROW_FIELDS["agent"]) or DEFAULT_AGENT
+    entry.student_user = get(*ROW_FIELDS["student_user"]) or "vagrant"
+    entry.answers = get(*ROW_FIELDS["answers"])
     entry.identity = {name: get(*aliases)[:200] for name, aliases in IDENTITY_FIELDS.items() if get(*aliases)}
-    port = get("port", "ansible_port", "ansible_ssh_port") or "22"
+    port = get(*ROW_FIELDS["port"]) or "22"
     problems = [row["_problem"]] if row.get("_problem") else []
     entry.student, bad_id = id_problem(entry.student)
     if bad_id:
@@ -223,6 +267,13 @@ def _ansible_rows(path, command):
 
     walk("all", set())
     order += [h for h in hostvars if h not in order]
+    for name in order:
+        for var in (hostvars.get(name) or {}):
+            if (str(var).startswith("bpfhol_") and var not in USED_VARS | INVENTORY_OTHER_VARS
+                    and unknown_field(var, USED_VARS, cutoff=0.8)):
+                raise GraderError("inventory %s, host %s: unknown variable '%s' (%sthe grader reads: %s)"
+                                  % (path, name, var, _suggest(var, USED_VARS),
+                                     ", ".join(sorted(v for v in USED_VARS if v.startswith("bpfhol_")))))
     rows = []
     for name in order:
         row = {k: _unvault(v, command, env, path) if isinstance(v, dict) and "__ansible_vault" in v else v
@@ -289,7 +340,8 @@ def _ansible_ini(text):
         parts = line.split()
         row = {"student": parts[0], "host": parts[0]}
         if re.search(r"\[[^\]]*:[^\]]*\]", parts[0]):
-            row["_problem"] = "host ranges such as %s need ansible-inventory (pip install ansible-core)" % parts[0][:60]
+            raise GraderError("host ranges such as %s need ansible-inventory: pip install ansible-core (or pipx "
+                              "install ansible-core), then rerun" % parts[0][:60])
         for part in parts[1:]:
             if "=" in part:
                 k, v = part.split("=", 1)
@@ -401,6 +453,12 @@ def load_roster(path, fmt=None, warn=None):
             raise GraderError("roster %s: the CSV needs a header row with student,host,port,user,key" % path)
         # "SIS User ID" and sis_user_id are the same column (headers pasted from an LMS export work)
         rows = [{re.sub(r"\s+", "_", (k or "").strip().lower()): v for k, v in r.items()} for r in reader]
+        # An LMS export has columns of its own (Last Access, Total): those are left alone, but a header one typo
+        # away from a field the grader reads (Studnet, Prot) stops the run.
+        for header in sorted(headers):
+            problem = unknown_field(header, cutoff=0.7) if header and header not in LMS_EXPORT_COLUMNS else ""
+            if problem:
+                raise GraderError("roster %s: CSV column %s" % (path, problem))
     elif fmt == "ssh_config":
         rows = _ssh_config(text, warn)
     elif fmt in ("ini", "ansible"):
@@ -412,9 +470,9 @@ def load_roster(path, fmt=None, warn=None):
             mark = getattr(exc, "problem_mark", None)
             raise GraderError("roster %s is not valid YAML%s" % (path, " (line %d)" % (mark.line + 1) if mark else ""))
         if isinstance(data, dict) and isinstance(data.get("students"), list):
-            rows = data["students"]
+            rows = _strict(data["students"], path)
         elif isinstance(data, list):
-            rows = data
+            rows = _strict(data, path)
         elif _is_ansible_yaml(data):
             rows = _inventory_rows(path, text, "yaml", warn)
         else:
@@ -423,6 +481,16 @@ def load_roster(path, fmt=None, warn=None):
     else:
         raise GraderError("unknown roster format %r: use yaml, csv, ansible (ini) or ssh_config" % fmt)
     return _checked(_from_rows(rows, base), path)
+
+
+def _strict(rows, path):
+    """A YAML roster is written by hand: a field the grader does not read is a typo, named with the fix."""
+    for n, row in enumerate(rows, 1):
+        for name in (row if isinstance(row, dict) else ()):
+            problem = unknown_field(str(name))
+            if problem:
+                raise GraderError("roster %s, student %d: %s" % (path, n, problem))
+    return rows
 
 
 def _checked(entries, path):

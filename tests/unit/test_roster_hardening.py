@@ -1,11 +1,16 @@
 """Roster input that used to forge rows or crash: control characters in ids (roster and submissions folder
-names), ssh_config Match blocks, a CSV with a UTF-8 byte-order mark (Excel's "CSV UTF-8")."""
+names), ssh_config Match blocks, a CSV with a UTF-8 byte-order mark (Excel's "CSV UTF-8"), typo'd fields."""
+
+import json
+from pathlib import Path
 
 from grader.labspec import load_lab
 from grader.reports import table
 from grader.roster import id_problem, load_roster
 from grader.submissions import load_submissions
 from grader import grading
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_newline_in_an_id_cannot_print_a_forged_row(tmp_path):
@@ -85,3 +90,48 @@ def test_key_files_are_checked_before_connecting(tmp_path):
             "  - {student: s%d, host: 10.0.0.%d, key: %s}\n" % (i, i, bad) for i in range(3)))
         with pytest.raises(GraderError, match="used by 3 rows"):
             load_roster(tmp_path / "all.yml")
+
+
+def test_a_typo_in_a_yaml_roster_names_the_field_it_meant(tmp_path):
+    import pytest
+
+    from grader.errors import GraderError
+
+    for typo, meant in (("studnet", "student"), ("prot", "port"), ("hots", "host")):
+        row = {"student": "alice", "host": "10.0.0.1", "port": 2222}
+        row[typo] = row.pop(meant, "x")
+        (tmp_path / "r.yml").write_text("students:\n- %s\n" % json.dumps(row))
+        with pytest.raises(GraderError) as err:
+            load_roster(tmp_path / "r.yml")
+        line = str(err.value)
+        assert "\n" not in line and "student 1: unknown field '%s' (did you mean '%s'?" % (typo, meant) in line
+    (tmp_path / "r.yml").write_text("students:\n- {student: a, host: h, colour: red}\n")
+    with pytest.raises(GraderError, match="unknown field 'colour' \\(known: student, host"):
+        load_roster(tmp_path / "r.yml")
+
+
+def test_an_lms_export_csv_keeps_its_own_columns_but_a_typo_stops(tmp_path):
+    import pytest
+
+    from grader.errors import GraderError
+
+    (tmp_path / "c.csv").write_bytes("\ufeffStudent,ID,SIS User ID,SIS Login ID,Section,Last Access,Last name,host\r\n"
+                                     "\"Liddell, Alice\",77,2012,alice01,CS 326-01,2026-11-30,L,10.0.0.1\r\n"
+                                     .encode("utf-8"))
+    [e] = load_roster(tmp_path / "c.csv")
+    assert (e.student, e.host) == ("Liddell, Alice", "10.0.0.1")
+    assert e.identity["sis_id"] == "2012" and e.identity["login"] == "alice01" and e.identity["section"] == "CS 326-01"
+    (tmp_path / "t.csv").write_text("student,hots,port\nalice,10.0.0.1,22\n")
+    with pytest.raises(GraderError, match="CSV column unknown field 'hots' \\(did you mean 'host'"):
+        load_roster(tmp_path / "t.csv")
+
+
+def test_the_inventory_variables_the_roles_use_are_known_to_the_roster():
+    """An inventory shared with the provisioning playbook carries the roles' bpfhol_* variables: not typos."""
+    import re
+
+    from grader import roster
+
+    defaults = REPO.joinpath("roles").glob("*/defaults/main.yml")
+    names = {m for f in defaults for m in re.findall(r"(?m)^(bpfhol_[a-z0-9_]+):", f.read_text())}
+    assert names and names <= roster.USED_VARS | roster.INVENTORY_OTHER_VARS, names - roster.INVENTORY_OTHER_VARS
