@@ -3,7 +3,8 @@
 Columns as Moodle's own grade export names them: First name, Last name, Email address, Username, ID number, then
 the grade item and its feedback.  On import, "Map from" Email address (or Username / ID number) "Map to" the same
 user field, and map the two last columns to the grade item and to "Feedback for <item>" (or "New grade item").
-A student who could not be graded has empty grade and feedback cells: Moodle skips them (never a zero).
+A student who could not be graded has no row at all: an empty grade cell on import clears a grade the teacher
+entered by hand (found on re-import), so the file changes only what the grader knows.
 """
 
 import csv
@@ -33,6 +34,8 @@ def render(results, lab, data):
     item = lms.assignment_name(lab, data)
     writer.writerow(HEADER + [inert(item), inert("Feedback for %s" % item)])
     for r in results:
+        if r.status != "graded":
+            continue
         who = data.get("students", {}).get(r.student, {})
         first, last = lms.split_name(who.get("name") or r.student)
         writer.writerow([inert(first), inert(last), inert(who.get("email", "")), inert(who.get("login", "")),

@@ -72,6 +72,9 @@ def test_cohort_graded_with_reports(cohort):
 
     assert by["carol"]["status"] == "not_gradable"
     assert "unreachable" in by["carol"]["error"]
+    failed = json.loads((results / "students" / "carol" / "results.json").read_text())
+    assert "score" not in failed and "unreachable" in failed["output"]
+    assert "carol" not in (results / "moodle.csv").read_text()
 
     gs = json.loads((results / "students" / "alice" / "results.json").read_text())
     assert gs["score"] == 10 and len(gs["tests"]) == 3

@@ -67,8 +67,8 @@ def test_moodle_csv_has_moodle_import_columns(tmp_path):
     assert "Your script printed no path." in bob["Feedback for Kprobes lab (4242)"]
     assert "more" not in bob["Feedback for Kprobes lab (4242)"]      # the first line of each hint only
     assert "\n" not in bob["Feedback for Kprobes lab (4242)"]
-    carol = by_email["carol@example.edu"]
-    assert carol["Kprobes lab (4242)"] == "" and carol["Feedback for Kprobes lab (4242)"] == ""
+    # not gradable: no row, so a re-import cannot clear a grade the teacher entered by hand
+    assert "carol@example.edu" not in by_email and len(ours) == 3
     for r in ours[1:]:
         assert not any(cell.startswith(("=", "+", "@")) for cell in r), r
 
@@ -83,3 +83,15 @@ def test_write_all_writes_both_and_report_keeps_identities(tmp_path):
     assert lms.unmatched(results(lab), lms.load(tmp_path)) == []
     assert lms.default_assignment(lab) == "bpfhol kprobes"
     assert lms.load(tmp_path / "nowhere") == {"assignment": "", "students": {}}
+
+
+def test_a_not_gradable_students_results_json_is_gradescopes_failure_form():
+    from grader.reports import gradescope
+
+    lab = load_lab("kprobes")
+    alice, _, carol = results(lab)
+    doc = gradescope.results_json(carol, lab)
+    assert "score" not in doc and "tests" not in doc, doc            # neither: an autograder failure, not a 0
+    assert doc["extra_data"]["bpfhol_status"] == "not_gradable" and "host unreachable" in doc["output"]
+    graded = gradescope.results_json(alice, lab)
+    assert graded["score"] == lab.max_score and len(graded["tests"]) == len(lab.exercises)
