@@ -78,14 +78,21 @@ def finished(journal):
     return {student: r for student, r in journal.load().items() if r.status == "graded"}
 
 
+NOT_GRADED_YET = "not graded yet: run `grade` without --student (or with --student %s)"
+
+
 def cohort_results(journal, first=()):
-    """Everyone in the journal, for the reports: the students named in `first` (roster order) lead, the rest follow
-    in journal order.  `grade --student bob` grades bob; the gradebook still lists the whole cohort."""
+    """Everyone in the roster and the journal, for the reports: the students named in `first` (roster order) lead,
+    the rest of the journal follows.  `grade --student bob` grades bob; the gradebook still lists the whole
+    cohort, a roster student with no result yet as "not graded yet" (never recorded, never a grade)."""
+    from .grading import StudentResult
+
     recorded = journal.load()
-    order = list(dict.fromkeys(s for s in first if s in recorded))
+    order = list(dict.fromkeys(first))
     leading = set(order)
     order += [s for s in recorded if s not in leading]
-    return [recorded[s] for s in order]
+    return [recorded[s] if s in recorded else
+            StudentResult(student=s, status="not_graded", error=NOT_GRADED_YET % s) for s in order]
 
 
 def cohort_scripts(lab, entry):

@@ -89,13 +89,16 @@ class SSHBackend:
 
         if self.key and not Path(self.key).is_file():
             raise HostError("key file not found: %s (fix the roster's key column)" % self.key, kind="roster")
+        # A row with a key logs in with that key only; a row without one logs in as `ssh` would, with the
+        # instructor's agent and ~/.ssh/id_* (it crashed with a TypeError in fabric before).
+        auth = ({"key_filename": [self.key], "look_for_keys": False, "allow_agent": False} if self.key
+                else {"look_for_keys": True, "allow_agent": True})
         last = None
         for attempt in range(1, self.tries + 1):
             conn = Connection(self.host, user=self.user, port=self.port, connect_timeout=self.connect_timeout,
-                              connect_kwargs={"key_filename": self.key, "look_for_keys": False, "allow_agent": False,
-                                              "banner_timeout": self.connect_timeout,
-                                              "auth_timeout": self.connect_timeout,
-                                              "channel_timeout": self.connect_timeout})
+                              connect_kwargs=dict(auth, banner_timeout=self.connect_timeout,
+                                                  auth_timeout=self.connect_timeout,
+                                                  channel_timeout=self.connect_timeout))
             if self.known_hosts:
                 Path(self.known_hosts).parent.mkdir(parents=True, exist_ok=True)
                 Path(self.known_hosts).touch(exist_ok=True)

@@ -10,13 +10,17 @@ def render(results, lab):
     for r in results:
         name = clean(r.student, 40)
         if r.status != "graded":
-            lines.append("%-*s  %-7s %s  not gradable: %s" % (width, name, "-", " ".join("%-4s" % "-" for _ in ids),
-                                                              clean(r.error, 120).replace("\n", " ")))
+            note = clean(r.error, 120).replace("\n", " ")
+            lines.append("%-*s  %-7s %s  %s" % (width, name, "-", " ".join("%-4s" % "-" for _ in ids),
+                                                note if r.status == "not_graded" else "not gradable: " + note))
             continue
         by_id = {e.id: e for e in r.exercises}
         marks = " ".join("%-4s" % ("ok" if by_id.get(i) and by_id[i].passed else "FAIL" if i in by_id else "-")
                          for i in ids)
         lines.append("%-*s  %-7s %s" % (width, name, "%g/%g" % (r.score, lab.max_score), marks))
     graded = [r for r in results if r.status == "graded"]
-    lines.append("%d students: %d graded, %d not gradable" % (len(results), len(graded), len(results) - len(graded)))
+    waiting = [r for r in results if r.status == "not_graded"]
+    lines.append("%d students: %d graded, %d not gradable%s" % (
+        len(results), len(graded), len(results) - len(graded) - len(waiting),
+        ", %d not graded yet" % len(waiting) if waiting else ""))
     return "\n".join(lines) + "\n"

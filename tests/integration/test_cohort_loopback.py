@@ -120,3 +120,36 @@ def test_bad_roster_is_one_line_error(tmp_path):
     assert proc.returncode == 2 and "not valid YAML" in proc.stderr and "Traceback" not in proc.stderr
     proc = grader("grade", str(bad), "--lab", "nosuchlab")
     assert proc.returncode == 2 and "unknown lab" in proc.stderr
+
+
+def test_one_student_into_a_new_folder_lists_the_roster_and_a_keyless_row_logs_in_as_ssh_would(
+        tmp_path, farm, lab_prefix, test_lab):
+    """`grade --student alice` into a new results folder reported alice only; a row without `key` crashed in
+    fabric (TypeError).  Now the roster is listed (bob "not graded yet"), and alice's keyless row logs in with
+    the instructor's own ~/.ssh key, as `ssh` would."""
+    import os
+
+    host = farm.add()
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    shutil.copyfile(host.key, home / ".ssh" / "id_ed25519")
+    os.chmod(home / ".ssh" / "id_ed25519", 0o600)
+    rows = [{"student": "alice", "host": "127.0.0.1", "port": host.port, "user": "root",
+             "agent": lab_prefix["agent"], "answers": answers(tmp_path, "alice", reference())},
+            {"student": "bob", "host": "127.0.0.1", "port": 9, "user": "root", "agent": lab_prefix["agent"]}]
+    roster = tmp_path / "roster.yml"
+    roster.write_text(yaml.safe_dump({"students": rows}))
+    results = tmp_path / "new" / "results"
+    env = dict(os.environ, HOME=str(home), SSH_AUTH_SOCK="")
+    proc = subprocess.run([sys.executable, "-m", "grader", "grade", str(roster), "--student", "alice", "--lab",
+                           test_lab, "--results", str(results), "--connect-timeout", "3",
+                           "--known-hosts", str(tmp_path / "kh")],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr          # the exit code speaks for alice
+    assert "alice    10/10" in proc.stdout, proc.stdout
+    assert "bob" in proc.stdout and "not graded yet" in proc.stdout
+    assert "2 students: 1 graded, 0 not gradable, 1 not graded yet" in (results / "summary.txt").read_text()
+    with open(results / "gradebook.csv", newline="") as fh:
+        status = {r["student"]: r["status"] for r in csv.DictReader(fh)}
+    assert status == {"alice": "graded", "bob": "not_graded"}
+    assert [json.loads(x)["student"] for x in (results / "journal.jsonl").read_text().splitlines()] == ["alice"]
