@@ -110,7 +110,12 @@ def job_timeout(job):
 
 
 def _first_lines(text, n=6):
+    """The first lines of bpftrace's stderr, from its first ERROR on: a warning printed before it (e.g. "Cannot
+    raise RLIMIT_MEMLOCK") hid the real compile error in the one-line feedback an LMS shows.  The lines before
+    the error follow it."""
     lines = [line for line in (text or "").splitlines() if line.strip()]
+    first_error = next((i for i, line in enumerate(lines) if "ERROR" in line), 0)
+    lines = lines[first_error:] + lines[:first_error]
     return "\n".join(lines[:n])[:FEEDBACK_CAP]
 
 

@@ -145,3 +145,22 @@ def test_a_forged_job_list_names_no_job():
               '{"event": "leak", "seq": 1, "job": "<b>", "fd": 4}']
     truth = parse_truth(forged)
     assert truth.jobs == [] and truth.leaky == ["ok_name"] and truth.leak_jobs == {}
+
+
+def test_the_compile_error_comes_first_not_the_warning_before_it():
+    """A RLIMIT_MEMLOCK warning on stderr's first line hid the real error in the one-line LMS feedback."""
+    from grader.reports import moodle
+
+    item = {"path": "/run/bpfhol-agent-ab/s0.bt", "exit_code": 1, "attached": False, "stderr": "\n".join([
+        "WARNING: Cannot raise RLIMIT_MEMLOCK: Operation not permitted",
+        "/run/bpfhol-agent-ab/s0.bt:2:9-14: ERROR: Unknown function: prntf",
+        "kprobe:do_sys_openat2 { prntf(\"x\"); }",
+    ])}
+    reason, text = grading._diagnose_failure(item, [])
+    assert reason == "compile_error"
+    first = text.splitlines()[0]
+    assert first == "script did not compile: your script:2:9-14: ERROR: Unknown function: prntf", text
+    assert "RLIMIT_MEMLOCK" in text                       # still shown, after the error
+    result = grading.StudentResult(student="s", status="graded", exercises=[grading.ExerciseResult(
+        id="q1", title="t", passed=False, score=0, max_score=3, reason=reason, feedback=text)])
+    assert "Unknown function: prntf" in moodle.feedback(result, None)
