@@ -162,6 +162,8 @@ def load_lab(name_or_path, labs_dir=None):
         ex_id = str(_need(ex, "id", str, ewhere))
         script = str(_need(ex, "script", str, ewhere))
         check = str(_need(ex, "check", str, ewhere))
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,19}", ex_id):
+            raise GraderError("%s: id must be a short lower-case name like q1 (it names columns and links)" % ewhere)
         if not SCRIPT_NAME.match(script):
             raise GraderError("%s: script must be a plain name like q1.bt" % ewhere)
         if check not in CHECKS:

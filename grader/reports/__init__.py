@@ -41,5 +41,32 @@ def write_all(results, lab, results_dir):
     write_atomic(results_dir / "canvas.csv", canvas.render(results, lab, lms_data))
     write_atomic(results_dir / "moodle.csv", moodle.render(results, lab, lms_data))
     write_atomic(results_dir / "junit.xml", junit.render(results, lab))
-    write_atomic(results_dir / "index.html", html_report.render(results, lab))
     write_atomic(results_dir / "summary.txt", table.render(results, lab))
+    write_student_pages(results, lab, results_dir)
+    write_atomic(results_dir / "index.html", html_report.render(results, lab))
+
+
+def _evidence(results_dir, student_dir, result):
+    import json
+
+    name = result.evidence or ""
+    if not name or "/" in name or name.startswith("."):
+        return None
+    try:
+        with open(student_dir / name, "r", encoding="utf-8", errors="replace") as fh:
+            doc = json.load(fh)
+    except (OSError, ValueError, RecursionError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def write_student_pages(results, lab, results_dir):
+    """students/<id>/index.html for every student: the dashboard's link to what a verdict was decided on."""
+    from ..journal import slug
+    from . import html_report
+
+    for r in results:
+        student_dir = Path(results_dir) / "students" / slug(r.student)
+        student_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(student_dir / "index.html",
+                     html_report.render_student(r, lab, _evidence(results_dir, student_dir, r)))

@@ -194,21 +194,27 @@ class MidRunFault(threading.Thread):
 
 
 # -- the validator ----------------------------------------------------------------------------
-ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "table", "tr", "th", "td", "details",
-                "summary", "pre"}
-VOID = {"meta"}
+ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "table", "thead", "tbody", "tr",
+                "th", "td", "pre", "p", "section", "ul", "li", "a", "code", "b", "span", "div", "svg", "rect", "text",
+                "label", "input", "script"}
+VOID = {"meta", "input"}
 
 
 class _StrictHTML(html.parser.HTMLParser):
     def __init__(self):
         super().__init__(convert_charrefs=True)
-        self.stack, self.tags, self.errors, self.text = [], set(), [], []
+        self.stack, self.tags, self.errors, self.text, self.scripts = [], set(), [], [], []
 
     def handle_starttag(self, tag, attrs):
         self.tags.add(tag)
-        for name, _ in attrs:
+        for name, value in attrs:
             if name.startswith("on"):
                 self.errors.append("event handler attribute %s" % name)
+            if name in ("href", "src") and not re.fullmatch(r"(\.\./\.\./)?(students/[A-Za-z0-9._-]+/)?index\.html",
+                                                            value or ""):
+                self.errors.append("link out of the results folder: %s=%r" % (name, value))
+        if tag == "script":
+            self.scripts.append("")
         if tag not in VOID:
             self.stack.append(tag)
 
@@ -219,7 +225,10 @@ class _StrictHTML(html.parser.HTMLParser):
             self.stack.pop()
 
     def handle_data(self, data):
-        self.text.append(data)
+        if self.stack and self.stack[-1] == "script":
+            self.scripts[-1] += data
+        else:
+            self.text.append(data)
 
 
 def check_html(text):
@@ -229,6 +238,9 @@ def check_html(text):
     assert not parser.errors, parser.errors
     assert not parser.stack, "unclosed tags %s" % parser.stack
     assert parser.tags <= ALLOWED_TAGS, "unexpected tags %s" % (parser.tags - ALLOWED_TAGS)
+    from grader.reports import html_report
+
+    assert parser.scripts in ([], [html_report.SCRIPT]), "a script that is not the dashboard's own"
     return "".join(parser.text)
 
 

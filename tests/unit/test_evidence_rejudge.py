@@ -6,8 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import simulate
-from simulate import map_, printf
+from replay import HONEST, ReplayBackend
+from simulate import printf
 from grader import grading
 from grader.journal import Journal
 from grader.labspec import load_lab
@@ -15,32 +15,6 @@ from grader.labspec import load_lab
 REPO = Path(__file__).resolve().parents[2]
 
 
-
-
-class ReplayBackend:
-    """Stands in for a lab host: answers the job with a reply built from a simulated run."""
-    name = "replay"
-
-    def __init__(self, outputs, source="kprobe:x {}"):
-        self.outputs = outputs
-        self.source = source
-
-    def run_agent_job(self, job, uploads, timeout):
-        args = job["workload"]["args"]
-        truth = simulate.truth_for(args, job["workload"]["fd_offset"], 4242, job["workload"]["decoy_file"])
-        scripts = [{"name": s["name"], "status": "ran", "exit_code": 0, "attached": True, "source": self.source,
-                    "stdout": self.outputs[s["name"]](truth), "stderr": "", "path": "/run/bpfhol-agent-x/s0.bt"}
-                   for s in job["scripts"]]
-        return {"ok": True, "agent_version": job["version"], "scripts": scripts, "facts": {"tracefs": True},
-                "workload": {"truth": simulate.truth_log(truth), "decoy": job["workload"]["decoy_file"]}}
-
-
-HONEST = {
-    "q1": lambda t: printf("kprobeme opens " + t.file),
-    "q2": lambda t: printf(*["fd %d" % fd for fd in t.opened_fds]),
-    "q3": lambda t: printf("opens %d closes %d" % (len(t.opens), len(t.closes))),
-    "q4": simulate.q4_map,
-}
 
 
 def test_evidence_is_kept_and_a_fixed_check_regrades_from_it(tmp_path):

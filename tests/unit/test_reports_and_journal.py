@@ -24,7 +24,10 @@ def test_student_text_is_inert_in_html_csv_junit():
     lab, r = _result(EVIL, passed=False)
     ng = grading.not_gradable("=HYPERLINK(\"http://x\")", EVIL)
     page = html_report.render([r, ng], lab)
-    assert "<script>" not in page and "\x1b" not in page and "&lt;script&gt;" in page
+    assert page.count("<script") == 1 and page.index("<script>") > page.index("</table>")     # only the page's own
+    assert "\x1b" not in page and "&lt;script&gt;" in page
+    student = html_report.render_student(r, lab)
+    assert "<script" not in student and "\x1b" not in student and "&lt;script&gt;" in student
     rows = list(csv.reader(io.StringIO(csv_report.render([r, ng], lab))))
     for row in rows[1:]:
         for cell in row:
