@@ -17,7 +17,7 @@ A job runs in phases, each a function below, in this order:
     hold_lock        one job per host at a time (a second one waits, bounded, then says "busy")
     stage_scripts    copy each student script into a root-only folder, refuse what may not run
     make_lab_files   the randomized lab file and its decoy, in a root-only folder
-    start_workload   the workload starts HELD (kprobeme --hold): loader, truth log, spare fds done
+    start_workload   the workload starts HELD (its --hold): loader, truth log, spare fds done
     start_scripts    every script under bpftrace with __BPFTRACE_NOTIFY_PROBES_ATTACHED set
     attach_barrier   bpftrace prints that marker line only after every probe is attached (0.17 on
                      stderr, 0.23 on stdout), so the marker is the proof; late scripts are stopped
@@ -25,7 +25,7 @@ A job runs in phases, each a function below, in this order:
     watch_window     the workload runs its loop to its "done" record; a decoy file is opened from
                      this process
     stop_scripts     SIGINT (END probes run, maps print), SIGKILL after the grace; the workload
-                     is still alive (kprobeme --linger-s), so user stacks resolve as they print
+                     is still alive (its --linger-s), so user stacks resolve as they print
     stop_workload    SIGTERM, then SIGKILL
     read_truth       the workload's ground-truth log
 
@@ -456,7 +456,7 @@ def _workload_argv(job, truth_log):
     wl = job.get("workload") or {}
     name = str(wl.get("program", ""))
     if not SAFE_NAME.match(name):
-        raise JobError("workload program must be a plain name like kprobeme")
+        raise JobError("workload program must be a plain name (the lab spec's workload.program)")
     binary = os.path.join(prefix_dir(), "bin", name)
     if not os.access(binary, os.X_OK):
         raise JobError("workload %s is not installed at %s (re-run the lab playbook)" % (name, binary))

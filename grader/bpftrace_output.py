@@ -4,8 +4,8 @@ One JSON object per line: attached_probes, printf, map, hist, stats, value, lost
 and sometimes non-JSON lines (blank lines before the END maps, warnings).  Unknown record
 types are kept but ignored, so a newer bpftrace degrades gracefully.
 
-Map keys: a one-key map prints its key as is ("5", "kprobeme"); a multi-key map joins the
-fields with commas in both versions ("4242,5", "kprobeme,5"; strings unquoted).  Histogram
+Map keys: a one-key map prints its key as is ("5", "myprog"); a multi-key map joins the
+fields with commas in both versions ("4242,5", "myprog,5"; strings unquoted).  Histogram
 buckets are {"min", "max", "count"} with both ends included (an lhist with step 1 has
 min == max; the open-ended buckets lack one end).
 """

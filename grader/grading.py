@@ -234,6 +234,7 @@ def evaluate(lab, student, raw, visible_only=False):
     truth = parse_truth(workload.get("truth") if isinstance(workload, dict) else None)
     if isinstance(workload, dict) and isinstance(workload.get("decoy"), str):
         truth.decoys = [workload["decoy"]]
+    truth.comm = lab.workload_comm
     if not truth.opens:
         stderr = str(workload.get("stderr", ""))[:300] if isinstance(workload, dict) else ""
         raise HostError("the workload recorded no opens (lab VM broken?) %s" % stderr, kind="workload")

@@ -63,6 +63,11 @@ class Lab:
                 "points": {ex.id: ex.points for ex in self.exercises}}
 
     @property
+    def workload_comm(self):
+        """The workload's process name as the kernel shows it (comm: the program name, cut to 15 bytes)."""
+        return str(self.workload.get("program", ""))[:15]
+
+    @property
     def max_score(self):
         return sum(ex.points for ex in self.exercises)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 @dataclass
 class Truth:
     file: str = ""
+    comm: str = ""                               # the workload's process name (from the lab spec)
     leak_every: int = 0
     pid: int = 0
     spare_fds: int = 0
@@ -17,7 +18,7 @@ class Truth:
     leaks: list = field(default_factory=list)    # (seq, fd)
     exited: bool = False
     decoys: list = field(default_factory=list)   # files another process opened during the run
-    jobs: list = field(default_factory=list)     # kprobeme's job functions (the names a user stack shows)
+    jobs: list = field(default_factory=list)     # the workload's job functions (the names a user stack shows)
     leaky: list = field(default_factory=list)    # the jobs that leak in this run
     leak_jobs: dict = field(default_factory=dict)  # leaked fd -> the job whose open leaked it
     open_jobs: list = field(default_factory=list)  # the job of each open, in order

@@ -53,7 +53,7 @@ def job_plan(seed):
 def truth_for(args, spare_fds, pid, decoy=None):
     path, count, every = args["file"], int(args["count"]), int(args["leak-every"])
     rng, leaky, steady = job_plan(int(args.get("seed", 0)))
-    truth = Truth(file=path, leak_every=every, pid=pid, spare_fds=spare_fds, released=True,
+    truth = Truth(file=path, comm="kprobeme", leak_every=every, pid=pid, spare_fds=spare_fds, released=True,
                   decoys=[decoy] if decoy else [], jobs=list(JOBS), leaky=leaky)
     open_fds = set(range(4 + spare_fds))
     for seq in range(1, count + 1):

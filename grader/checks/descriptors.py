@@ -53,14 +53,14 @@ def fd_per_open(output, truth, params):
     wanted = Counter(fds)
 
     noisy = None
-    for lines, scope in ((output.lines, ""), (workload_lines(output.lines, truth), " naming kprobeme")):
+    for lines, scope in ((output.lines, ""), (workload_lines(output.lines, truth), " naming " + truth.comm)):
         numbered = sum(1 for line in lines if shape_of(line)[1])
         if any(values == fds for values in columns(lines).values()):
             if numbered <= noise_limit(n):
                 return Verdict(True, "ok", "a line per open%s names its descriptor, in order (%d opens)"
                                % (scope, n))
             noisy = noisy or Verdict(False, "too_many_numbers", "%d of your lines carry numbers for %d opens: "
-                                     "print only kprobeme's descriptors, one line per open" % (numbered, n))
+                                     "print only %s's descriptors, one line per open" % (numbered, n, truth.comm))
 
     tables = fd_tables(output, truth)
     for (name, pos), table in tables.items():
@@ -82,9 +82,9 @@ def fd_per_open(output, truth, params):
     printed = {n for line in output.lines for n in shape_of(line)[1]}
     printed |= {fd for table in keyed_tables(output, truth).values() for fd in table}
     if not printed & set(fds):
-        return Verdict(False, "no_fds", "none of the descriptors kprobeme received appear in your output")
-    return Verdict(False, "count_mismatch", "descriptor numbers appear, but not one per open in the order kprobeme "
-                   "got them (nor each descriptor with its number of opens)")
+        return Verdict(False, "no_fds", "none of the descriptors %s received appear in your output" % truth.comm)
+    return Verdict(False, "count_mismatch", "descriptor numbers appear, but not one per open in the order %s "
+                   "got them (nor each descriptor with its number of opens)" % truth.comm)
 
 
 @check("leaked_fds")
@@ -112,7 +112,7 @@ def leaked_fds(output, truth, params):
     closed_only = set(truth.opened_fds) - leaked
     for table in tables.values():
         if leaked and leaked < set(table) and set(table) & closed_only:
-            return Verdict(False, "close_path", "your map still lists descriptors that kprobeme closed")
+            return Verdict(False, "close_path", "your map still lists descriptors that %s closed" % truth.comm)
     if counts.get("opens") == n_opens and not counts.get("closes"):
         return Verdict(False, "close_path", "your output counts the opens but no closes")
     return Verdict(False, "no_leaks", "your output does not single out the leaked descriptors")

@@ -36,14 +36,14 @@ def opened_path(output, truth, params):
     if _mentions(texts, _names(truth.paths)):
         if _mentions(texts, _names(truth.decoys)):
             return Verdict(False, "unfiltered", "your output includes a file another process opened meanwhile")
-        return Verdict(True, "ok", "the file kprobeme opened appears in your output")
-    if _looks_empty(output):
+        return Verdict(True, "ok", "the file %s opened appears in your output" % (truth.comm or "the workload"))
+    if _looks_empty(output, truth):
         return Verdict(False, "empty_path", "your output has entries but their path is empty")
     return Verdict(False, "not_found", "%d lines and %d map entries printed, none names the file opened"
                    % (len(output.lines), sum(1 for _ in output.map_items())))
 
 
-def _looks_empty(output):
+def _looks_empty(output, truth):
     """str() of a user pointer read as kernel memory prints as an empty string."""
     if any(key == "" for _, key, _ in output.map_items()):
         return True
@@ -54,4 +54,4 @@ def _looks_empty(output):
         return False
     no_path = [line for line in lines if "/" not in line]
     blankish = [line for line in lines if re.search(r'(""|: *$|=\s*$|\s$)', line) or line.rstrip() != line]
-    return len(no_path) == len(lines) and (blankish or any("kprobeme" in line for line in lines))
+    return len(no_path) == len(lines) and (blankish or any(truth.comm and truth.comm in line for line in lines))

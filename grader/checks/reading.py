@@ -20,7 +20,6 @@ from functools import lru_cache
 
 from ..bpftrace_output import INT_RE, PATH_RE, number
 
-WORKLOAD_COMM = "kprobeme"
 # A line-shape with more numbers than this is a list, not a record of one event.
 MAX_RECORD_COLUMNS = 4
 
@@ -50,7 +49,7 @@ def _columns(lines):
 
 def about_workload(text, truth):
     """Does this line or key mention the workload (its comm or its pid as a whole number)?"""
-    if WORKLOAD_COMM in text:
+    if truth.comm and truth.comm in text:
         return True
     return truth.pid > 0 and str(truth.pid) in text and truth.pid in shape_of(text)[1]
 
@@ -69,7 +68,7 @@ def foreign_key(entry, position, truth):
             if truth.pid and n > 3 * 1024 and n != truth.pid:      # another pid (fds stay small)
                 return True
         elif text and not text.startswith(("kprobe", "kretprobe", "tracepoint", "k:", "kr:", "t:", "fentry",
-                                           "fexit", "kfunc")) and text != WORKLOAD_COMM and "/" not in text:
+                                           "fexit", "kfunc")) and text != truth.comm and "/" not in text:
             return True      # another comm
     return False
 
@@ -148,7 +147,7 @@ def _count_key(entry, truth):
             if truth.pid and number(text) == truth.pid:
                 continue
             return False
-        if text == WORKLOAD_COMM or ":" in text or "open" in text.lower() or "clos" in text.lower():
+        if (truth.comm and text == truth.comm) or ":" in text or "open" in text.lower() or "clos" in text.lower():
             continue
         return False
     return True

@@ -120,3 +120,28 @@ def test_installed_grader_lists_its_labs_and_grades_a_cohort(installed, tmp_path
                env=env, timeout=300)
     assert proc.returncode == 1 and "unknown lab" not in proc.stderr, proc.stderr
     assert (outside / "results" / "kprobes" / "journal.jsonl").is_file()
+    # not gradable: no Moodle row (a re-import must not clear a hand-entered grade), Gradescope's failure form
+    assert "zed" not in (outside / "results" / "kprobes" / "moodle.csv").read_text()
+    failed = json.loads((outside / "results" / "kprobes" / "students" / "zed" / "results.json").read_text())
+    assert "score" not in failed and "not gradable" in failed["output"]
+
+    # The instructor's workflow, as installed: dashboard pages, a re-judge that names its lab, strict rosters,
+    # one student into a new folder.
+    assert "alice" in (results / "students" / "alice" / "index.html").read_text()
+    assert "Content-Security-Policy" in (results / "index.html").read_text()
+    dry = run([grade, "report", "--results", "results/tracepoints", "--rejudge", "--dry-run"], cwd=outside, env=env)
+    assert dry.returncode == 0 and "re-judged 2 students from their evidence: 0 verdicts changed" in dry.stderr, \
+        dry.stdout + dry.stderr
+    wrong = run([grade, "report", "--results", "results/tracepoints", "--rejudge", "--lab", "kprobes"], cwd=outside,
+                env=env)
+    assert wrong.returncode == 2 and "graded with lab 'tracepoints', not 'kprobes'" in wrong.stderr, wrong.stderr
+    typo = outside / "typo.yml"
+    typo.write_text("students:\n- {student: ann, host: 127.0.0.1, prot: %d, key: %s}\n" % (h1.port, h1.key))
+    proc = run([grade, "grade", "typo.yml", "--lab", test_lab, "--results", "typo-results"], cwd=outside, env=env)
+    assert proc.returncode == 2 and "unknown field 'prot' (did you mean 'port'?" in proc.stderr, proc.stderr
+    assert not (outside / "typo-results" / "journal.jsonl").exists()
+    proc = run([grade, "grade", "cohort.yml", "--lab", test_lab, "--student", "bob", "--results", "bob-only",
+                "--connect-timeout", "3"], cwd=outside, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "alice" in proc.stdout and "not graded yet" in proc.stdout
+    assert "2 students: 1 graded, 0 not gradable, 1 not graded yet" in (outside / "bob-only" / "summary.txt").read_text()
