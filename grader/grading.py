@@ -235,17 +235,17 @@ def evaluate(lab, student, raw, visible_only=False):
     if isinstance(workload, dict) and isinstance(workload.get("decoy"), str):
         truth.decoys = [workload["decoy"]]
     truth.comm = lab.workload_comm
-    if not truth.opens:
+    required = lab.truth_spec.get("required_event")
+    if not truth.events or (required and not truth.of(required)):
         stderr = str(workload.get("stderr", ""))[:300] if isinstance(workload, dict) else ""
-        raise HostError("the workload recorded no opens (lab VM broken?) %s" % stderr, kind="workload")
+        raise HostError("the workload recorded no %s (lab VM broken?) %s"
+                        % ("%s records" % required if required else "events", stderr), kind="workload")
     items = {}
     for item in raw.get("scripts") or []:
         if isinstance(item, dict):
             items[str(item.get("name"))] = item
     result = StudentResult(student=student, status="graded", facts=_facts(raw.get("facts")),
-                           workload={"file": truth.file, "leak_every": truth.leak_every, "pid": truth.pid,
-                                     "opens": len(truth.opens), "leaks": len(truth.leaks),
-                                     "fd_offset": truth.spare_fds, "released": truth.released})
+                           workload=lab.truth_summary(truth))
     for ex in lab.exercises:
         if visible_only and not ex.visible:
             continue

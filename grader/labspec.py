@@ -55,6 +55,7 @@ class Lab:
     script_cap: int
     exercises: list
     lock_wait: float = None      # how long a job may wait for another on the same host (None: the agent's own)
+    truth_spec: dict = field(default_factory=dict)   # lab.yaml "truth": required_event, summary
     spec_sha256: str = ""        # of lab.yaml as loaded: evidence names the spec a verdict was judged by
 
     def identity(self):
@@ -66,6 +67,18 @@ class Lab:
     def workload_comm(self):
         """The workload's process name as the kernel shows it (comm: the program name, cut to 15 bytes)."""
         return str(self.workload.get("program", ""))[:15]
+
+    def truth_summary(self, truth):
+        """What a result records of the run's truth (lab.yaml ``truth.summary``: name -> "start.<field>" or
+        "count <event>"), beside the pid and whether the barrier released the workload."""
+        out = {"pid": truth.pid, "released": truth.released}
+        for name, expr in (self.truth_spec.get("summary") or {}).items():
+            if expr.startswith("count "):
+                out[name] = len(truth.of(expr[len("count "):]))
+            else:
+                value = truth.start.get(expr[len("start."):])
+                out[name] = value if isinstance(value, (int, float, bool)) or value is None else str(value)[:200]
+        return out
 
     @property
     def max_score(self):
@@ -135,6 +148,47 @@ def find_lab_dir(name_or_path, labs_dir=None):
     raise GraderError("unknown lab %r; known labs: %s" % (name_or_path, ", ".join(known) or "none"))
 
 
+TRUTH_SUMMARY = re.compile(r"^(start\.[a-z_][a-z0-9_]{0,39}|count [a-z_][a-z0-9_]{0,39})$")
+
+
+def _truth_spec(data, where):
+    spec = data.get("truth") or {}
+    if not isinstance(spec, dict) or not set(spec) <= {"required_event", "summary"}:
+        raise GraderError("%s: truth must be a mapping with required_event and summary" % where)
+    if "required_event" in spec and not re.fullmatch(r"[a-z_][a-z0-9_]{0,39}", str(spec["required_event"])):
+        raise GraderError("%s: truth.required_event must be an event name of the workload's log, like open" % where)
+    summary = spec.get("summary") or {}
+    if not isinstance(summary, dict) or not all(
+            re.fullmatch(r"[a-z_][a-z0-9_]{0,39}", str(k)) and TRUTH_SUMMARY.match(str(v)) for k, v in summary.items()):
+        raise GraderError("%s: truth.summary maps names to \"start.<field>\" or \"count <event>\"" % where)
+    return {"required_event": spec.get("required_event"), "summary": {str(k): str(v) for k, v in summary.items()}}
+
+
+def load_checks_module(lab_dir, name, where):
+    """A lab's own checks (labs/<lab>/checks.py): imported from the lab folder, registering its checks with
+    grader.checks.check like the shared ones.  The lab folder is the instructor's, as trusted as lab.yaml."""
+    import importlib.util
+    import sys
+
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,39}\.py", str(name)):
+        raise GraderError("%s: checks_module must be a plain file name in the lab folder, like checks.py" % where)
+    path = Path(lab_dir) / name
+    if not path.is_file():
+        raise GraderError("%s: checks_module %s not found in %s" % (where, name, lab_dir))
+    module_name = "bpfhol_lab_checks_%s" % hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:       # the lab's code, not the student's: one line naming the file
+        del sys.modules[module_name]
+        raise GraderError("%s: %s failed to load: %s: %s" % (where, path, type(exc).__name__, exc))
+    return module
+
+
 def load_lab(name_or_path, labs_dir=None):
     from .checks import CHECKS
 
@@ -158,6 +212,9 @@ def load_lab(name_or_path, labs_dir=None):
     probe_types = data.get("require_probe_types") or []
     if not isinstance(probe_types, list) or not set(probe_types) <= PROBE_TYPES:
         raise GraderError("%s: require_probe_types must list probe kinds from %s" % (where, sorted(PROBE_TYPES)))
+    if data.get("checks_module"):
+        load_checks_module(lab_dir, data["checks_module"], where)
+    truth_spec = _truth_spec(data, where)
     exercises = []
     seen = set()
     for i, ex in enumerate(_need(data, "exercises", list, where)):
@@ -200,7 +257,7 @@ def load_lab(name_or_path, labs_dir=None):
         grace=num("grace_seconds", 4, 1, 30), output_cap=int(num("output_cap_bytes", 262144, 1024, 8 << 20)),
         script_cap=int(num("script_cap_bytes", 65536, 256, 1 << 20)), exercises=exercises,
         lock_wait=num("lock_wait_seconds", 0, 0, 900) if "lock_wait_seconds" in data else None,
-        spec_sha256=hashlib.sha256(text.encode("utf-8", "replace")).hexdigest(),
+        spec_sha256=hashlib.sha256(text.encode("utf-8", "replace")).hexdigest(), truth_spec=truth_spec,
     )
 
 

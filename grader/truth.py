@@ -1,4 +1,8 @@
-"""Ground truth: what the graded workload really did, from its JSON-lines log (see docs/design.md)."""
+"""Ground truth: what the graded workload really did, from its JSON-lines log (see docs/design.md).
+
+Every record is kept as it came (``events``, ``start``) for any lab's checks; the named fields below are
+the kprobes lab's records (kprobeme's opens, closes and leaks), read here because several checks share them.
+A lab whose workload logs other events reads ``events`` in its own checks module (labs/<lab>/checks.py)."""
 
 import json
 import re
@@ -22,6 +26,12 @@ class Truth:
     leaky: list = field(default_factory=list)    # the jobs that leak in this run
     leak_jobs: dict = field(default_factory=dict)  # leaked fd -> the job whose open leaked it
     open_jobs: list = field(default_factory=list)  # the job of each open, in order
+    start: dict = field(default_factory=dict)    # the workload's "start" record, as logged
+    events: list = field(default_factory=list)   # every record (dicts), in order, for any lab's checks
+
+    def of(self, event):
+        """The records of one kind ("order", "open", ...), in order."""
+        return [rec for rec in self.events if rec.get("event") == event]
 
     @property
     def opened_fds(self):
@@ -38,6 +48,9 @@ class Truth:
     @property
     def closed_fds(self):
         return [fd for _, fd in self.closes]
+
+
+MAX_EVENTS = 200000     # the agent caps the log it returns; this bounds a forged reply's records too
 
 
 def _names(value):
@@ -57,8 +70,11 @@ def parse_truth(lines):
         if not isinstance(rec, dict):
             continue
         ev = rec.get("event")
+        if len(truth.events) < MAX_EVENTS:
+            truth.events.append(rec)
         try:
             if ev == "start":
+                truth.start = rec
                 truth.file = str(rec.get("file", ""))
                 truth.leak_every = int(rec.get("leak_every") or 0)
                 truth.pid = int(rec.get("pid") or 0)
