@@ -1,0 +1,207 @@
+"""What a correct answer is in the uprobes lab (loaded by lab.yaml's checks_module).
+
+The truth is uprobeme's log (labs/uprobes/workload/uprobeme.c): one "order" record per call of
+process_order(order_id, qty) with what it returned ("ret"), one "quote" record per call of
+fetch_quote() with its measured duration ("ns") and whether it was one of the run's slow calls, and
+one "strtol" record per call of libc's strtol() with the job that made it.  Every value is drawn
+from a fresh seed per grading run, so what a check accepts must come from watching the run.
+
+call_values (u1, u2): the run's values of one field, one per call.  Accepted: a column of the printf
+  lines (lines with the same count of integers, the same position) whose values are exactly the
+  run's values (as a multiset: per-CPU buffers may reorder lines); or a map whose keys (any key
+  field) or whose values are exactly them, keys counted by their count.  A guess cannot pass: the
+  values are 6-digit ids or prices drawn per call, and the whole multiset must match.  Printing the
+  other field (order ids for u2) gets its own hint.
+latency_hist (u3): a histogram (hist or lhist, any unit: ns, us or ms; one map or summed over a
+  map's keys) with one entry per call of the run, the run's slow calls in buckets wholly above what
+  any fast call measures (its own time twice, plus 1 ms of probe cost) and the fast ones in buckets
+  wholly below the quickest slow call; or one latency per printf line, same rule.
+  A guess must hit both the run's call count (24-100) and its slow count (2-12).
+caller_counts (u4): per job, the number of strtol calls it made, read from a map whose keys name
+  jobs (a ustack key names its job frame) summed per job, or from printf lines naming jobs.  The run's
+  two "parser" jobs are drawn per seed and their counts per call; a key naming two jobs names none.
+tests/unit/test_uprobes_checks.py attacks each one (guessing strategies over many simulated runs) and
+keeps the valid variants that must pass.
+"""
+
+import re
+from collections import Counter, defaultdict
+
+from grader.bpftrace_output import INT_RE, number
+from grader.checks import Verdict, check
+
+UNITS = {"ns": 1, "us": 1000, "ms": 1000 * 1000}
+HEX_FRAME = re.compile(r"^\s*(0x)?[0-9a-f]{6,}\s*$", re.I)
+
+
+def _ints(text):
+    return [number(m.group(0)) for m in INT_RE.finditer(text)]
+
+
+def _columns(lines):
+    """{(ints per line, position): [values]} over the lines that carry integers."""
+    cols = defaultdict(list)
+    for line in lines:
+        values = _ints(line)
+        for pos, value in enumerate(values):
+            cols[(len(values), pos)].append(value)
+    return cols
+
+
+def _map_multisets(output):
+    """Per map: the multiset of its integer keys (weighted by an integer value, else 1) per key position,
+    and the multiset of its integer values."""
+    keyed, valued = defaultdict(Counter), defaultdict(Counter)
+    for entry in output.entries():
+        weight = entry.value if isinstance(entry.value, int) and entry.value > 0 else 1
+        for pos, value in entry.int_fields():
+            keyed[(entry.map, pos)][value] += weight
+        if isinstance(entry.value, int) and entry.key:
+            valued[entry.map][entry.value] += 1
+    return keyed, valued
+
+
+def _matches(output, wanted):
+    """Where the output holds exactly the multiset ``wanted`` (None if nowhere)."""
+    for (width, pos), values in _columns(output.lines).items():
+        if Counter(values) == wanted:
+            return "a line per call (%d lines)" % len(values)
+    keyed, valued = _map_multisets(output)
+    for (name, _), counts in keyed.items():
+        if counts == wanted:
+            return "map %s keyed by it" % name
+    for name, counts in valued.items():
+        if counts == wanted:
+            return "the values of map %s" % name
+    return None
+
+
+def _seen(output):
+    seen = set()
+    for line in output.lines:
+        seen.update(_ints(line))
+    for entry in output.entries():
+        seen.update(v for _, v in entry.int_fields())
+        if isinstance(entry.value, int):
+            seen.add(entry.value)
+    return seen
+
+
+@check("call_values")
+def call_values(output, truth, params):
+    calls = truth.of(params.get("event", "order"))
+    field = params.get("field", "order_id")
+    wanted = Counter(rec.get(field) for rec in calls if isinstance(rec.get(field), int))
+    if not wanted:
+        return Verdict(False, "no_truth", "the workload's log has no %s values (a lab VM problem)" % field)
+    where = _matches(output, wanted)
+    if where:
+        return Verdict(True, "ok", "every %s of the run's %d calls is there: %s" % (field, len(calls), where))
+    seen = _seen(output)
+    other = params.get("other_field")
+    others = Counter(rec.get(other) for rec in calls if isinstance(rec.get(other), int)) if other else Counter()
+    if others and (_matches(output, others) or len(seen & set(others)) > len(seen & set(wanted))):
+        return Verdict(False, "other_field", "your output holds the calls' %s, not their %s" % (other, field))
+    found = seen & set(wanted)
+    if not found:
+        return Verdict(False, "not_found", "none of the run's %d %s values appear in your output" % (len(calls), field))
+    return Verdict(False, "partial", "%d of the run's %d distinct %s values appear, but not exactly one per call"
+                   % (len(found), len(wanted), field))
+
+
+def _split(rows, fast_edge, slow_edge):
+    """(total, slow, fast) of buckets (lo_ns, end_ns, count), each covering [lo, end): a bucket wholly above
+    every fast call (lo > fast_edge) is slow, one wholly below every slow call (end <= slow_edge) is fast;
+    a bucket that is both (a coarse bucket in the gap) or neither (spanning the gap) counts as neither."""
+    total = slow = fast = 0
+    for lo, end, count in rows:
+        total += count
+        is_slow, is_fast = lo > fast_edge, end <= slow_edge
+        if is_slow and not is_fast:
+            slow += count
+        elif is_fast and not is_slow:
+            fast += count
+    return total, slow, fast
+
+
+@check("latency_hist")
+def latency_hist(output, truth, params):
+    quotes = [rec for rec in truth.of(params.get("event", "quote")) if isinstance(rec.get("ns"), int)]
+    if not quotes:
+        return Verdict(False, "no_truth", "the workload's log has no calls to time (a lab VM problem)")
+    n = len(quotes)
+    slow_ns = [rec["ns"] for rec in quotes if rec.get("slow") is True]
+    fast_ns = [rec["ns"] for rec in quotes if rec.get("slow") is not True]
+    k = len(slow_ns)
+    # A tracer's measure adds the probes' cost to each call (a trap each way): a fast call may read up to twice
+    # its own time plus a millisecond, never a slow one's (30 ms and more).
+    fast_edge = 2 * max(fast_ns, default=0) + 1_000_000
+    slow_edge = min(slow_ns, default=float(params.get("threshold_ms", 4)) * 1e6)
+
+    groups = defaultdict(list)          # a map keyed (@h[comm]) is summed over its keys
+    for label, rows in output.hist_buckets().items():
+        groups[label.split("[", 1)[0]].extend(rows)
+    candidates = [("histogram %s" % name, rows) for name, rows in groups.items() if rows]
+    for (width, pos), values in _columns(output.lines).items():
+        if len(values) == n:
+            candidates.append(("a line per call", [(v, v, 1) for v in values]))
+    if not candidates:
+        return Verdict(False, "no_hist", "no histogram in your output, nor one latency per line")
+    right_total = False
+    for what, rows in candidates:
+        for unit, factor in UNITS.items():
+            total, slow, fast = _split([(lo * factor, (hi + 1) * factor, c) for lo, hi, c in rows], fast_edge, slow_edge)
+            if total != n:
+                continue
+            right_total = True
+            if slow == k and fast == n - k:
+                return Verdict(True, "ok", "%s (in %s) holds the run's %d calls, the slow ones apart" % (what, unit, n))
+    if right_total:
+        return Verdict(False, "wrong_split", "a histogram holds the run's %d calls, but not its slow calls apart "
+                       "from the fast ones" % n)
+    return Verdict(False, "wrong_total", "no histogram holds exactly one entry per call of the run (%d calls)" % n)
+
+
+def _jobs_in(text, jobs):
+    return {job for job in jobs if re.search(r"(?<![A-Za-z0-9_])%s(?![A-Za-z0-9_])" % re.escape(job), text)}
+
+
+@check("caller_counts")
+def caller_counts(output, truth, params):
+    calls = truth.of(params.get("event", "strtol"))
+    jobs = [j for j in truth.start.get("jobs") or [] if isinstance(j, str)]
+    wanted = Counter(str(rec.get("job")) for rec in calls)
+    if not calls or not jobs or not set(wanted) <= set(jobs):
+        return Verdict(False, "no_truth", "the workload's log does not say which job called (a lab VM problem)")
+
+    tables = defaultdict(Counter)
+    named_any = False
+    for name, key, value in output.map_items():
+        if key is None or not isinstance(value, int):
+            continue
+        named = _jobs_in(key, jobs)
+        if len(named) == 1:
+            tables[name][named.pop()] += value
+            named_any = True
+        elif named:
+            named_any = True
+    printed = Counter()
+    for line in output.lines:
+        named = _jobs_in(line, jobs)
+        if len(named) == 1:
+            printed[named.pop()] += 1
+    if printed:
+        named_any = True
+        tables["(printed lines)"] = printed
+    for name, counts in tables.items():
+        if counts == wanted:
+            return Verdict(True, "ok", "%s gives each job that called strtol its count (%d jobs, %d calls)"
+                           % (name, len(wanted), len(calls)))
+    if not named_any:
+        keys = [key for _, key, _ in output.map_items() if key]
+        if keys and all(all(HEX_FRAME.match(f) for f in k.splitlines() if f.strip()) for k in keys):
+            return Verdict(False, "unresolved", "your map's stacks are addresses without function names")
+        return Verdict(False, "no_stacks", "nothing in your output names one of uprobeme's jobs")
+    if any(set(counts) - set(wanted) for counts in tables.values()):
+        return Verdict(False, "non_parser", "your output credits strtol calls to a job that made none in this run")
+    return Verdict(False, "wrong_counts", "the jobs are named, but not with this run's counts of strtol calls")
