@@ -98,7 +98,73 @@ MAP_KEYS_RE = re.compile(r"\b(?:max_map_keys|BPFTRACE_MAX_MAP_KEYS|BPFTRACE_MAP_
 
 
 class JobError(Exception):
-    """The job itself is unusable; reported as the whole result's error."""
+    """The job itself is unusable; reported as the whole result's error.  ``code`` is the machine-readable
+    kind (REPLY_CODES); the grader acts on it, never on the wording."""
+
+    def __init__(self, message, code="job"):
+        super().__init__(message)
+        self.code = code
+
+
+# The agent's reply, declared once: one JSON object on one line.  The agent checks every reply against this
+# before it prints it (main), and the grader checks every reply it reads (grader/backend: parse_reply), so a
+# change on one side that the other does not know is one clear line, not a KeyError or a silent default.
+# A field's type is a tuple of JSON types; None among them: the field may be null.  Required fields first.
+REPLY_FORMAT = 1
+REPLY_CODES = ("busy", "job", "agent", "usage", "not_root")
+REPLY_FIELDS = {
+    "ok": ((bool,), "always"),
+    "reply_format": ((int,), "always"),
+    "agent_version": ((int,), "always"),
+    "error": ((str,), "failure"),
+    "code": ((str,), "failure"),
+    "scripts": ((list,), "run"),
+    "workload": ((dict, type(None)), "run"),
+    "stopped_units": ((list,), "optional"),
+    "timing": ((dict,), "optional"),
+    "facts": ((dict,), "optional"),
+}
+SCRIPT_FIELDS = {                      # each item of "scripts"
+    "name": (str,), "status": (str,), "path": (str, type(None)), "source": (str,), "error": (str,),
+    "exit_code": (int, type(None)), "attached": (bool,), "attach_seconds": (int, float, type(None)),
+    "stdout": (str,), "stdout_bytes": (int,), "stdout_truncated": (bool,), "stderr": (str,),
+    "stderr_truncated": (bool,), "flooded": (bool,), "attach_timed_out": (bool,), "signals": (list,),
+}
+SCRIPT_STATUSES = ("ran", "missing", "too_large", "unreadable", "refused")
+
+
+def reply_problems(reply, kind="run"):
+    """What is wrong with a reply to ``run`` (or ``facts``: kind="facts"); [] when it keeps the format.
+    Unknown fields are allowed (a newer agent may add some); a known field of the wrong type is not."""
+    if not isinstance(reply, dict):
+        return ["the reply is not a JSON object"]
+    problems = []
+    ok = reply.get("ok")
+    for name, (types, when) in REPLY_FIELDS.items():
+        needed = when == "always" or (when == "failure" and ok is False) or (when == "run" and ok is True
+                                                                               and kind == "run")
+        if name not in reply:
+            if needed:
+                problems.append("field %r missing" % name)
+            continue
+        value = reply[name]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            problems.append("field %r is %s" % (name, type(value).__name__))
+    if reply.get("reply_format") not in (None, REPLY_FORMAT) and isinstance(reply.get("reply_format"), int):
+        problems.append("reply_format %s, this side reads %d" % (reply["reply_format"], REPLY_FORMAT))
+    if ok is False and isinstance(reply.get("code"), str) and reply["code"] not in REPLY_CODES:
+        problems.append("unknown code %r" % reply["code"][:20])
+    for i, item in enumerate(reply.get("scripts") or [] if isinstance(reply.get("scripts"), list) else []):
+        if not isinstance(item, dict):
+            problems.append("scripts[%d] is not an object" % i)
+            continue
+        if not isinstance(item.get("name"), str) or item.get("status") not in SCRIPT_STATUSES:
+            problems.append("scripts[%d] lacks a name or a known status" % i)
+        for name, types in SCRIPT_FIELDS.items():
+            if name in item and (not isinstance(item[name], types)
+                                 or (isinstance(item[name], bool) and bool not in types)):
+                problems.append("scripts[%d].%s is %s" % (i, name, type(item[name]).__name__))
+    return problems[:5]
 
 
 def prefix_dir():
@@ -329,7 +395,7 @@ def hold_lock(wait):
             if now() >= deadline:
                 holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "?"
                 os.close(fd)
-                raise JobError("busy: another grading job (agent pid %s) is still running on this host after "
+                raise JobError(code="busy", message="busy: another grading job (agent pid %s) is still running on this host after "
                                "%ds; retry when it ends" % (holder, wait))
             time.sleep(0.2)
     os.ftruncate(fd, 0)
@@ -799,6 +865,7 @@ def run_job(job_path):
     timing["total"] = round(now() - t0, 3)
     return {
         "agent_version": AGENT_VERSION,
+        "reply_format": REPLY_FORMAT,
         "ok": True,
         "scripts": out,
         "workload": truth,
@@ -864,7 +931,8 @@ def main(argv):
         print(json.dumps({"agent_version": AGENT_VERSION}))
         return 0
     if os.geteuid() != 0:
-        print(json.dumps({"ok": False, "error": "bpfhol-agent must run as root (through sudo)"}))
+        print(json.dumps({"ok": False, "reply_format": REPLY_FORMAT, "agent_version": AGENT_VERSION,
+                          "code": "not_root", "error": "bpfhol-agent must run as root (through sudo)"}))
         return 2
     # No RLIMIT_MEMLOCK change here: bpftrace raises it itself (0.17 and 0.23, main.cpp), and on the
     # lab's 6.x kernels BPF memory is charged to the memory cgroup, not to that limit.
@@ -874,11 +942,17 @@ def main(argv):
         elif len(argv) == 1 and argv[0] == "facts":
             result = facts()
         else:
-            result = {"ok": False, "error": "usage: bpfhol-agent run JOB.json | facts | version"}
+            result = {"ok": False, "code": "usage", "error": "usage: bpfhol-agent run JOB.json | facts | version"}
     except JobError as exc:
-        result = {"ok": False, "agent_version": AGENT_VERSION, "error": str(exc)}
+        result = {"ok": False, "code": exc.code, "error": str(exc)}
     except (OSError, ValueError, TypeError, KeyError) as exc:
-        result = {"ok": False, "agent_version": AGENT_VERSION, "error": "agent failed: %s" % exc}
+        result = {"ok": False, "code": "agent", "error": "agent failed: %s" % exc}
+    result.setdefault("agent_version", AGENT_VERSION)
+    result.setdefault("reply_format", REPLY_FORMAT)
+    problems = reply_problems(result, kind="run" if argv[:1] == ["run"] else "facts")
+    if problems:                     # never print what the grader would refuse: say so in the format instead
+        result = {"ok": False, "code": "agent", "agent_version": AGENT_VERSION, "reply_format": REPLY_FORMAT,
+                  "error": "agent built a reply outside its format: %s" % "; ".join(problems)}
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
     return 0 if result.get("ok") else 1

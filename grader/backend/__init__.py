@@ -9,6 +9,7 @@ import json
 import re
 import threading
 
+from ..agent import REPLY_FORMAT, reply_problems
 from ..errors import HostError
 from ..safetext import safe_text, safe_tree
 
@@ -58,17 +59,17 @@ def json_items(text):
     return skeleton.count(b",") + skeleton.count(b"[") + skeleton.count(b"{") + 1
 
 
-def parse_reply(stdout, stderr, exit_code, where):
+def parse_reply(stdout, stderr, exit_code, where, kind=None):
     """The agent prints one JSON document; anything else is that host's failure, said plainly.
 
     This is where a host's words enter the grader: bytes that are not UTF-8, lone surrogate escapes,
     controls and U+FFFE/U+FFFF are made safe here (grader/safetext.py), so every later step (judging,
     the journal, the reports) sees only text every report format can carry."""
     with _parse_gate:
-        return _parse_reply(stdout, stderr, exit_code, where)
+        return _parse_reply(stdout, stderr, exit_code, where, kind)
 
 
-def _parse_reply(stdout, stderr, exit_code, where):
+def _parse_reply(stdout, stderr, exit_code, where, kind=None):
     line = _last_line(stdout or b"")
     too_many = json_items(line) > MAX_JSON_ITEMS          # counted before decoding: no copy of a costly reply
     text = safe_text(line)
@@ -91,8 +92,25 @@ def _parse_reply(stdout, stderr, exit_code, where):
         raise HostError("agent on %s replied with something that is not JSON" % where, kind="agent")
     if not isinstance(reply, dict):
         raise HostError("agent on %s replied with JSON of the wrong shape" % where, kind="agent")
-    if reply.get("ok") is False and str(reply.get("error", "")).startswith("busy"):
+    problems = format_problems(reply, kind)
+    if problems:
+        raise HostError("agent on %s replied outside the reply format (%s): re-run the lab playbook so the VM's "
+                        "agent matches this grader" % (where, "; ".join(problems)[:300]), kind="agent")
+    if reply.get("ok") is False and (reply.get("code") == "busy"
+                                     or ("code" not in reply and str(reply.get("error", "")).startswith("busy"))):
         # The agent's lock: another grading job still runs there.  A host condition, retried later.
         why = str(reply["error"])[len("busy"):].lstrip(": ")[:200] or "another grading job runs there"
         raise HostError("host busy: %s (%s)" % (why, where), kind="busy")
     return reply
+
+
+def format_problems(reply, kind=None):
+    """The agent's own declaration (grader/agent.py: REPLY_FIELDS) applied to what came back.  A reply of an
+    agent from before the declared format (no reply_format: agent 4) is held to the field types only."""
+    kind = kind or ("run" if "scripts" in reply or "workload" in reply else "facts")
+    problems = reply_problems(reply, kind)
+    if "reply_format" not in reply:
+        problems = [p for p in problems if " is " in p]        # a field of the wrong type: never readable
+    elif reply["reply_format"] != REPLY_FORMAT:
+        problems = ["reply format %s, this grader reads %d" % (str(reply["reply_format"])[:10], REPLY_FORMAT)]
+    return problems

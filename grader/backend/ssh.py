@@ -272,7 +272,7 @@ class SSHBackend:
                 if exc.kind in ("connection", "timeout"):
                     self._note_stale_job(remote_dir, started + timeout)     # it may still run there
                 raise
-            return parse_reply(out, err, code, self.name)
+            return parse_reply(out, err, code, self.name, kind="run")
         finally:
             try:
                 self.exec("rm -rf -- %s" % shlex.quote(remote_dir), timeout=20)
