@@ -105,15 +105,17 @@ class SshFarm:
 
 
 def install_lab_prefix(root):
-    """A lab-host install tree (as the roles make /opt/bpfhol) for the hosts sharing this machine."""
+    """A lab-host install tree (as the roles make /opt/bpfhol: every lab's workloads, the agent) for the hosts
+    sharing this machine."""
     root = Path(root)
     (root / "bin").mkdir(parents=True, exist_ok=True)
     (root / "sbin").mkdir(parents=True, exist_ok=True)
-    build = Path(tempfile.mkdtemp(prefix="bpfhol-build-"))
-    shutil.copytree(REPO / "labs" / "kprobes" / "workload", build / "workload")
-    subprocess.run(["make", "-s", "-C", str(build / "workload")], check=True, timeout=120)
-    shutil.copy(build / "workload" / "kprobeme", root / "bin" / "kprobeme")
-    shutil.rmtree(build, ignore_errors=True)
+    for workload in sorted((REPO / "labs").glob("*/workload")):       # every lab's workloads, as the roles do
+        build = Path(tempfile.mkdtemp(prefix="bpfhol-build-"))
+        shutil.copytree(workload, build / "workload")
+        subprocess.run(["make", "-s", "-C", str(build / "workload"), "install", "PREFIX=" + str(root)],
+                       check=True, timeout=120)
+        shutil.rmtree(build, ignore_errors=True)
     agent = root / "sbin" / "bpfhol-agent"
     shutil.copy(REPO / "grader" / "agent.py", agent)
     os.chmod(agent, 0o755)

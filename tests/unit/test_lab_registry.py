@@ -70,7 +70,9 @@ def test_default_registry_is_what_the_menu_expects(tmp_path):
     assert raw["version"] == 1 and raw["prefix"] == "/opt/bpfhol"
     labs = menu_module().load_registry(str(path))
     assert labs == [{"name": "kprobes", "title": "Linux kprobes with bpftrace", "text": "~/lab/kprobes.md",
-                     "workloads": [{"name": "kprobeme", "unit": "bpfhol-kprobeme.service"}]}]
+                     "workloads": [{"name": "kprobeme", "unit": "bpfhol-kprobeme.service"}]},
+                    {"name": "uprobes", "title": "User-space dynamic probes (uprobes) with bpftrace",
+                     "text": "~/lab/uprobes.md", "workloads": [{"name": "uprobeme", "unit": "bpfhol-uprobeme.service"}]}]
     # the unit the registry names is the unit the role installs (workload.service.j2 -> bpfhol-<name>.service)
     [wl] = raw["labs"][0]["workloads"]
     assert wl["binary"] == "/opt/bpfhol/bin/kprobeme"

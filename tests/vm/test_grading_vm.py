@@ -142,3 +142,18 @@ def test_counters_beside_a_slow_script_see_every_open_and_close(roster, tmp_path
     slow = bpftrace_output.parse(q2["stdout"]).maps.get("@") or {}
     assert q2["signals"] == ["SIGINT"] and slow.get("kprobe:vfs_open") == len(truth.opens), (q2["signals"], slow)
     assert truth.opened_fds[0] == 4 + doc["job"]["workload"]["fd_offset"]
+
+
+def test_uprobes_lab_references_full_marks_on_the_vm(lab_vm, roster, tmp_path):
+    """The second lab on the same VM (the roles install every lab of bpfhol_labs): its reference answers, read
+    from the student's answers folder, get full marks against the VM's own uprobeme."""
+    for script in sorted((REPO / "labs" / "uprobes" / "solutions").glob("u*.bt")):
+        blob = base64.b64encode(script.read_bytes()).decode()
+        r = lab_vm.run("mkdir -p ~/answers/uprobes && echo %s | base64 -d > ~/answers/uprobes/%s"
+                       % (blob, script.name), timeout=60)
+        assert r.returncode == 0, r.stderr
+    results = tmp_path / "results"
+    proc = grader("grade", str(roster), "--lab", "uprobes", "--results", str(results), "--quiet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [row] = [json.loads(l) for l in (results / "journal.jsonl").read_text().splitlines()]
+    assert row["score"] == row["max_score"] == 13, [(e["id"], e["reason"], e["feedback"]) for e in row["exercises"]]
