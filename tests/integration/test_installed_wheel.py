@@ -78,10 +78,18 @@ def test_installed_grader_lists_its_labs_and_grades_a_cohort(installed, tmp_path
 
     grade = installed["bin"] / "bpfhol-grade"
     labs = run([grade, "labs"], cwd=outside, env=env)
-    assert labs.returncode == 0 and labs.stdout.split() == ["kprobes"], labs.stdout + labs.stderr
+    assert labs.returncode == 0 and labs.stdout.split() == ["kprobes", "uprobes"], labs.stdout + labs.stderr
     lab_dir = installed["site"] / "grader" / "labs" / "kprobes"
     for part in ("lab.yaml", "README.md", "solutions/q1.bt", "workload/kprobeme.c", "workload/Makefile"):
         assert (lab_dir / part).is_file(), part
+    # The second lab travels with its own checks module, and loads from the installed package.
+    for part in ("lab.yaml", "checks.py", "README.md", "solutions/u4.bt", "workload/uprobeme.c"):
+        assert (installed["site"] / "grader" / "labs" / "uprobes" / part).is_file(), part
+    loads = run([installed["python"], "-c", "from grader.labspec import load_lab; from grader.checks import CHECKS; "
+                 "lab = load_lab('uprobes'); print(lab.path, sorted(e.check for e in lab.exercises))"],
+                cwd=outside, env=env)
+    assert loads.returncode == 0 and str(installed["site"]) in loads.stdout and "caller_counts" in loads.stdout, \
+        loads.stdout + loads.stderr
 
     h1, h2 = farm.add(), farm.add()
     answers = {}

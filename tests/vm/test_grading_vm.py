@@ -25,6 +25,15 @@ def grader(*args, timeout=1200):
                           timeout=timeout)
 
 
+def put_references(lab_vm, lab):
+    """A lab's reference answers into the student's ~/answers/<lab>/ on the VM, as a student saves them."""
+    for script in sorted((REPO / "labs" / lab / "solutions").glob("*.bt")):
+        blob = base64.b64encode(script.read_bytes()).decode()
+        r = lab_vm.run("mkdir -p ~/answers/%s && echo %s | base64 -d > ~/answers/%s/%s"
+                       % (lab, blob, lab, script.name), timeout=60)
+        assert r.returncode == 0, r.stderr
+
+
 @pytest.fixture
 def roster(lab_vm, tmp_path):
     path = tmp_path / "vm.yml"
@@ -84,11 +93,7 @@ def test_submissions_reference_variants_wrong_cheating_broken(roster, tmp_path):
 
 
 def test_cohort_mode_reads_the_answers_folder_and_self_check(lab_vm, roster, tmp_path):
-    for script in sorted((REPO / "labs" / "kprobes" / "solutions").glob("q*.bt")):
-        blob = base64.b64encode(script.read_bytes()).decode()
-        r = lab_vm.run("mkdir -p ~/answers/kprobes && echo %s | base64 -d > ~/answers/kprobes/%s"
-                       % (blob, script.name), timeout=60)
-        assert r.returncode == 0, r.stderr
+    put_references(lab_vm, "kprobes")
     results = tmp_path / "results"
     proc = grader("grade", str(roster), "--results", str(results), "--quiet")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -147,11 +152,7 @@ def test_counters_beside_a_slow_script_see_every_open_and_close(roster, tmp_path
 def test_uprobes_lab_references_full_marks_on_the_vm(lab_vm, roster, tmp_path):
     """The second lab on the same VM (the roles install every lab of bpfhol_labs): its reference answers, read
     from the student's answers folder, get full marks against the VM's own uprobeme."""
-    for script in sorted((REPO / "labs" / "uprobes" / "solutions").glob("u*.bt")):
-        blob = base64.b64encode(script.read_bytes()).decode()
-        r = lab_vm.run("mkdir -p ~/answers/uprobes && echo %s | base64 -d > ~/answers/uprobes/%s"
-                       % (blob, script.name), timeout=60)
-        assert r.returncode == 0, r.stderr
+    put_references(lab_vm, "uprobes")
     results = tmp_path / "results"
     proc = grader("grade", str(roster), "--lab", "uprobes", "--results", str(results), "--quiet")
     assert proc.returncode == 0, proc.stdout + proc.stderr
