@@ -76,7 +76,9 @@ def probe_kinds(source):
     """Probe kinds a script declares (kprobe:…, kr:…), comments and strings ignored; BEGIN/END are not
     probes here."""
     kinds = set()
-    for m in re.finditer(r"(?m)(^|[\s,}])([A-Za-z]+):[A-Za-z_*]", strip_comments(source)):
+    # The target after the colon: a function (kprobe:f), a category (tracepoint:syscalls:...), a path or a
+    # library (uprobe:/opt/bpfhol/bin/uprobeme:f, uprobe:libc:f).
+    for m in re.finditer(r"(?m)(^|[\s,}])([A-Za-z]+):[A-Za-z_*/.]", strip_comments(source)):
         word = m.group(2)
         kind = PROBE_ALIASES.get(word, word)
         kinds.add(kind)
@@ -187,7 +189,8 @@ def judge_exercise(ex, lab, item, truth):
                               + _first_lines(student_stderr(item)), output_excerpt=excerpt, **base)
     if lab.require_probe_types and not probe_kinds(source) & set(lab.require_probe_types):
         return ExerciseResult(reason="wrong_probe_type", feedback="this lab is about %s: your script must attach "
-                              "at least one of them (e.g. kprobe:function_name)" % " or ".join(lab.require_probe_types),
+                              "at least one of them (e.g. %s:...)" % (" or ".join(lab.require_probe_types),
+                                                                   lab.require_probe_types[0]),
                               output_excerpt=excerpt, **base)
     if item.get("flooded"):
         return ExerciseResult(reason="flooded", feedback="your script printed %d bytes and was stopped: filter "

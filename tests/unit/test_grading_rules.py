@@ -164,3 +164,11 @@ def test_the_compile_error_comes_first_not_the_warning_before_it():
     result = grading.StudentResult(student="s", status="graded", exercises=[grading.ExerciseResult(
         id="q1", title="t", passed=False, score=0, max_score=3, reason=reason, feedback=text)])
     assert "Unknown function: prntf" in moodle.feedback(result, None)
+
+
+def test_probe_kinds_read_uprobes_on_paths_and_libraries():
+    from grader.grading import probe_kinds
+
+    assert probe_kinds("uprobe:/opt/bpfhol/bin/uprobeme:process_order { }") == {"uprobe"}
+    assert probe_kinds("ur:/opt/bpfhol/bin/uprobeme:f { } uprobe:libc:strtol { }") == {"uretprobe", "uprobe"}
+    assert probe_kinds('BEGIN { printf("uprobe:/x:y\\n"); } // uprobe:/a:b') == set()   # strings, comments
