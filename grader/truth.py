@@ -1,7 +1,7 @@
 """Ground truth: what the graded workload really did, from its JSON-lines log (see docs/design.md).
 
 Every record is kept as it came (``events``, ``start``) for any lab's checks; the named fields below are
-the kprobes lab's records (kprobeme's opens, closes and leaks), read here because several checks share them.
+the kprobes lab's records (its workload's opens, closes and leaks), read here because several checks share them.
 A lab whose workload logs other events reads ``events`` in its own checks module (labs/<lab>/checks.py)."""
 
 import json
