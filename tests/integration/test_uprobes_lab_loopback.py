@@ -65,9 +65,14 @@ def test_uprobes_references_full_marks_and_guesses_none(tmp_path, farm, lab_pref
     assert reasons["u1"] == "other_field" and reasons["u2"] == "other_field"
     assert reasons["u3"] in ("wrong_total", "wrong_split") and reasons["u4"] in ("non_parser", "wrong_counts")
     # The evidence names the run's truth for an audit: uprobeme's own records.
-    evidence = json.loads((results / uma["evidence"]).read_text())
-    truth = evidence["reply"]["workload"]["truth"] if "reply" in evidence else evidence["workload"]["truth"]
-    assert any('"event": "strtol"' in line for line in truth)
+    [path] = results.glob("students/*/%s" % Path(uma["evidence"]).name)
+    evidence = json.loads(path.read_text())
+    assert evidence["lab"]["name"] == "uprobes"
+    assert any('"event": "strtol"' in line for line in evidence["reply"]["workload"]["truth"])
+    # And a re-judge from that evidence alone changes nothing.
+    again = subprocess.run([sys.executable, "-m", "grader", "report", "--results", str(results), "--rejudge"],
+                           cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "0 verdicts changed" in again.stderr, again.stderr
 
 
 @pytest.mark.parametrize("example", sorted(p.name for p in (LAB / "examples").glob("*.bt")))
