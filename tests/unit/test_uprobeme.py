@@ -92,3 +92,6 @@ def test_the_probed_functions_are_in_the_symbol_table(uprobeme):
     out = subprocess.run(["nm", uprobeme], capture_output=True, text=True, timeout=10).stdout
     defined = {line.split()[-1] for line in out.splitlines() if " T " in line}
     assert {"process_order", "fetch_quote", "parse_field"} | JOBS <= defined
+    imported = subprocess.run(["nm", "-D", uprobeme], capture_output=True, text=True, timeout=10).stdout
+    # the symbol the lab's strtol question probes (glibc 2.38+ would redirect a plain call to __isoc23_strtol)
+    assert " strtol@" in imported and "isoc23" not in imported, imported
