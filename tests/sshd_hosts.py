@@ -127,3 +127,12 @@ def ensure_tracefs():
         subprocess.run(["mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing"], timeout=10)
     if not os.path.exists("/sys/kernel/debug/tracing"):
         subprocess.run(["mount", "-t", "debugfs", "nodev", "/sys/kernel/debug"], timeout=10)
+
+
+def answers_folder(tmp_path, name, scripts):
+    """A student's answers folder (cohort mode's ``answers`` column): {file name: script text} under tmp_path."""
+    folder = Path(tmp_path) / "answers" / name
+    folder.mkdir(parents=True)
+    for fname, text in scripts.items():
+        (folder / fname).write_text(text)
+    return str(folder)

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sshd_hosts import answers_folder as answers
+
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 SOLUTIONS = REPO / "tests" / "fixtures" / "labs" / "tracepoints" / "solutions"
@@ -21,12 +23,6 @@ def grader(*args, timeout=300):
                           timeout=timeout)
 
 
-def answers(tmp_path, name, scripts):
-    folder = tmp_path / "answers" / name
-    folder.mkdir(parents=True)
-    for fname, text in scripts.items():
-        (folder / fname).write_text(text)
-    return str(folder)
 
 
 def reference():

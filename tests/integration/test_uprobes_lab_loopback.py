@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sshd_hosts import answers_folder
+
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 LAB = REPO / "labs" / "uprobes"
@@ -22,12 +24,6 @@ def scripts_for(prefix, overrides=None):
     return out
 
 
-def write_answers(tmp_path, name, scripts):
-    folder = tmp_path / "answers" / name
-    folder.mkdir(parents=True)
-    for fname, text in scripts.items():
-        (folder / fname).write_text(text)
-    return str(folder)
 
 
 def test_uprobes_references_full_marks_and_guesses_none(tmp_path, farm, lab_prefix):
@@ -45,9 +41,9 @@ def test_uprobes_references_full_marks_and_guesses_none(tmp_path, farm, lab_pref
     }
     host_a, host_b = farm.add(), farm.add()
     rows = [{"student": "uma", "host": "127.0.0.1", "port": host_a.port, "user": "root", "key": host_a.key,
-             "agent": lab_prefix["agent"], "answers": write_answers(tmp_path, "uma", scripts_for(prefix))},
+             "agent": lab_prefix["agent"], "answers": answers_folder(tmp_path, "uma", scripts_for(prefix))},
             {"student": "vic", "host": "127.0.0.1", "port": host_b.port, "user": "root", "key": host_b.key,
-             "agent": lab_prefix["agent"], "answers": write_answers(tmp_path, "vic", wrong)}]
+             "agent": lab_prefix["agent"], "answers": answers_folder(tmp_path, "vic", wrong)}]
     roster = tmp_path / "roster.yml"
     roster.write_text(yaml.safe_dump({"students": rows}))
     results = tmp_path / "results"
