@@ -26,20 +26,26 @@ def run(cmd, cwd, env=None, timeout=600):
 
 @pytest.fixture
 def autograder(tmp_path, farm, lab_prefix, test_lab):
+    return make_autograder(tmp_path, farm, lab_prefix, test_lab)
+
+
+def make_autograder(tmp_path, farm, lab_prefix, lab):
+    """The bundle for LAB (a lab folder, or the name of a lab the wheel carries), unpacked as Gradescope would."""
     vm = farm.add()
     vms = tmp_path / "vms.yml"
     vms.write_text(yaml.safe_dump({"students": [{"student": "vm1", "host": "127.0.0.1", "port": vm.port,
                                                  "user": "root", "key": vm.key, "agent": lab_prefix["agent"]}]}))
-    refused = run([sys.executable, REPO / "gradescope" / "make-bundle", vms, "--lab", test_lab, "-o", tmp_path / "ag.zip"], REPO)
+    refused = run([sys.executable, REPO / "gradescope" / "make-bundle", vms, "--lab", lab, "-o", tmp_path / "ag.zip"], REPO)
     assert refused.returncode != 0 and "preflight" in refused.stderr      # no pinned key yet: refuses
     run([sys.executable, "-m", "grader", "preflight", vms], REPO)          # pins the VM's key
-    made = run([sys.executable, REPO / "gradescope" / "make-bundle", vms, "--lab", test_lab, "-o", tmp_path / "ag.zip"], REPO)
+    made = run([sys.executable, REPO / "gradescope" / "make-bundle", vms, "--lab", lab, "-o", tmp_path / "ag.zip"], REPO)
     assert made.returncode == 0, made.stderr
     root = tmp_path / "autograder"
     with zipfile.ZipFile(tmp_path / "ag.zip") as z:
         names = z.namelist()
         z.extractall(root / "source")
-    assert {"setup.sh", "run_autograder", "config.yml", "vms.yml", "known_hosts", "keys/vm1", "lab/lab.yaml"} <= set(names)
+    assert {"setup.sh", "run_autograder", "config.yml", "vms.yml", "known_hosts", "keys/vm1"} <= set(names)
+    assert ("lab/lab.yaml" in names) == Path(lab).is_dir()       # a named lab travels in the wheel instead
     for name in ("run_autograder", "setup.sh"):
         (root / "source" / name).chmod(0o755)
     (root / "source" / "keys" / "vm1").chmod(0o600)
@@ -109,3 +115,27 @@ def test_bundle_grades_passing_failing_and_reports_a_dead_pool(autograder):
         autograder["vm"].start()
     assert proc.returncode == 2 and doc is None          # an autograder error, not a score of 0
     assert "autograder error" in proc.stdout and "Rerun autograder" in proc.stdout, proc.stdout
+
+
+def test_bundle_targets_the_uprobes_lab_by_name(tmp_path, farm, lab_prefix):
+    """`make-bundle --lab uprobes`: the lab comes from the wheel, and the autograder grades u*.bt against
+    uprobeme's run: the references get full marks, an answer with the other field gets none for it."""
+    root = make_autograder(tmp_path, farm, lab_prefix, "uprobes")["root"]
+    solutions = REPO / "labs" / "uprobes" / "solutions"
+    binary = "%s/bin/uprobeme" % lab_prefix["root"]
+    reference = {p.name: p.read_text().replace("/opt/bpfhol/bin/uprobeme", binary) for p in solutions.glob("u*.bt")}
+    assert sorted(reference) == ["u1.bt", "u2.bt", "u3.bt", "u4.bt"]
+
+    proc, doc = submit(root, reference)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "lab uprobes" in proc.stdout
+    tests = valid_results_json(doc)
+    assert all(t["status"] == "passed" for t in tests.values()), tests
+    assert doc["score"] == sum(t["max_score"] for t in tests.values()) == 13
+
+    other_field = dict(reference, **{"u1.bt": 'uretprobe:%s:process_order { printf("%%d\\n", retval); }\n' % binary})
+    proc, doc = submit(root, other_field)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    tests = valid_results_json(doc)
+    assert tests["u1"]["status"] == "failed" and tests["u2"]["status"] == "passed", tests
+    assert doc["score"] == 13 - tests["u1"]["max_score"]
