@@ -24,3 +24,16 @@ EXPECTED = {
     "cheat_shotgun": {"q1": {"unfiltered"}, "q2": {"count_mismatch", "too_many_numbers", "no_fds"}, "q3": {"no_leaks"},
                       "q4": {"not_deleted", "wrong_fds"}},
 }
+
+# The uprobes lab (tests/fixtures/scripts/uprobes/<case>/u*.bt; the VM test and the loopback test both grade them).
+EXPECTED_UPROBES = {
+    "reference": {"u1": {"ok"}, "u2": {"ok"}, "u3": {"ok"}, "u4": {"ok"}},
+    # the other field for u1/u2 / a made-up histogram / the jobs' own stacks instead of strtol's
+    "wrong": {"u1": {"other_field"}, "u2": {"other_field"}, "u3": {"wrong_total", "wrong_split"},
+              "u4": {"non_parser", "wrong_counts"}},
+    # constants printed in END beside probes that only count
+    "cheat": {"u1": {"not_found"}, "u2": {"not_found", "partial"}, "u3": {"wrong_total", "wrong_split"},
+              "u4": {"wrong_counts", "non_parser"}},
+    # correct answers written differently: multi-key maps, nanoseconds keyed by comm, ustack(4) with comm
+    "variants": {"u1": {"ok"}, "u2": {"ok"}, "u3": {"ok"}, "u4": {"ok"}},
+}

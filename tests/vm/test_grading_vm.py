@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from expected_verdicts import EXPECTED
+from expected_verdicts import EXPECTED, EXPECTED_UPROBES
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(4800)]  # the first test pays box build + vagrant up
 REPO = Path(__file__).resolve().parents[2]
@@ -158,3 +158,26 @@ def test_uprobes_lab_references_full_marks_on_the_vm(lab_vm, roster, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [row] = [json.loads(l) for l in (results / "journal.jsonl").read_text().splitlines()]
     assert row["score"] == row["max_score"] == 13, [(e["id"], e["reason"], e["feedback"]) for e in row["exercises"]]
+
+
+def test_uprobes_lab_wrong_cheating_and_variants_on_the_vm(roster, tmp_path):
+    """The uprobes lab's fixture cases (tests/fixtures/scripts/uprobes/, shared with the loopback test) in
+    submissions mode against the VM's uprobeme: each case gets the reasons tests/expected_verdicts.py names, and
+    a re-judge from the evidence alone changes nothing."""
+    subs = tmp_path / "SUBMISSIONS"
+    for case in EXPECTED_UPROBES:
+        source = REPO / "labs" / "uprobes" / "solutions" if case == "reference" else CASES.parent / "uprobes" / case
+        shutil.copytree(source, subs / case)
+    results = tmp_path / "results"
+    proc = grader("submissions", str(subs), "--vms", str(roster), "--lab", "uprobes", "--results", str(results),
+                  "--quiet", timeout=3600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    journal = {json.loads(l)["student"]: json.loads(l) for l in (results / "journal.jsonl").read_text().splitlines()}
+    assert set(journal) == set(EXPECTED_UPROBES)
+    wrong = [(case, e["id"], e["reason"], e["feedback"][:300], e["output_excerpt"][:300])
+             for case, allowed in EXPECTED_UPROBES.items() for e in journal[case]["exercises"]
+             if e["reason"] not in allowed[e["id"]]]
+    assert not wrong, wrong
+    assert journal["reference"]["score"] == journal["variants"]["score"] == 13
+    again = grader("report", "--results", str(results), "--rejudge", timeout=300)
+    assert again.returncode == 0 and "0 verdicts changed" in again.stderr, again.stderr
