@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass, field
 
 from . import __version__, bpftrace_output
 from .agent import AGENT_VERSION, worst_case_seconds
-from .checks import CHECKS
 from .errors import HostError
 from .truth import parse_truth
 
@@ -195,7 +194,7 @@ def judge_exercise(ex, lab, item, truth):
     if item.get("flooded"):
         return ExerciseResult(reason="flooded", feedback="your script printed %d bytes and was stopped: filter "
                               "your probes (e.g. on comm)" % item.get("stdout_bytes", 0), output_excerpt=excerpt, **base)
-    verdict = CHECKS[ex.check](output, truth, ex.params)
+    verdict = lab.checks[ex.check](output, truth, ex.params)
     if not verdict.passed and _killed_while_ending(item):
         # Not the script's fault as far as anyone can tell: bpftrace took the Ctrl-C but did not end (its END
         # output and maps are lost).  Seen once with bpftrace 0.17 on a loaded emulated VM.

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from .checks import checks_of
 from .errors import GraderError
 
 _HERE = Path(__file__).resolve().parent
@@ -57,6 +58,8 @@ class Lab:
     lock_wait: float = None      # how long a job may wait for another on the same host (None: the agent's own)
     truth_spec: dict = field(default_factory=dict)   # lab.yaml "truth": required_event, summary
     spec_sha256: str = ""        # of lab.yaml as loaded: evidence names the spec a verdict was judged by
+    checks: dict = field(default_factory=dict)       # check name -> function, from the lab's checks module
+    checks_module: object = None  # that module (labs/<lab>/checks.py or checks/), for its helpers
 
     def identity(self):
         """What evidence records of the lab: a re-judge checks it, and lists points that changed since."""
@@ -165,33 +168,63 @@ def _truth_spec(data, where):
 
 
 def load_checks_module(lab_dir, name, where):
-    """A lab's own checks (labs/<lab>/checks.py): imported from the lab folder, registering its checks with
-    grader.checks.check like the shared ones.  The lab folder is the instructor's, as trusted as lab.yaml."""
+    """A lab's own checks: a file (labs/<lab>/checks.py) or a package folder (labs/<lab>/checks/ with its
+    __init__.py) in the lab folder, imported under a name of its own and registering its checks with
+    grader.checks.check.  The lab folder is the instructor's, as trusted as lab.yaml."""
     import importlib.util
     import sys
 
-    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,39}\.py", str(name)):
-        raise GraderError("%s: checks_module must be a plain file name in the lab folder, like checks.py" % where)
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,39}(\.py)?", str(name)):
+        raise GraderError("%s: checks_module must be a file or folder name in the lab folder, like checks.py" % where)
     path = Path(lab_dir) / name
-    if not path.is_file():
-        raise GraderError("%s: checks_module %s not found in %s" % (where, name, lab_dir))
+    package = path.is_dir() and not str(name).endswith(".py")
+    source = path / "__init__.py" if package else path
+    if not source.is_file():
+        raise GraderError("%s: checks_module %s not found in %s (a .py file, or a folder with __init__.py)"
+                          % (where, name, lab_dir))
     module_name = "bpfhol_lab_checks_%s" % hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
     if module_name in sys.modules:
         return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, path)
+    spec = importlib.util.spec_from_file_location(
+        module_name, source, submodule_search_locations=[str(path)] if package else None)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
     except Exception as exc:       # the lab's code, not the student's: one line naming the file
-        del sys.modules[module_name]
+        for loaded in [m for m in sys.modules if m == module_name or m.startswith(module_name + ".")]:
+            del sys.modules[loaded]
         raise GraderError("%s: %s failed to load: %s: %s" % (where, path, type(exc).__name__, exc))
     return module
 
 
-def load_lab(name_or_path, labs_dir=None):
-    from .checks import CHECKS
+def lab_checks(lab_dir, data, where, labs_dir=None, _seen=()):
+    """(module, {name: check}) of a lab: its own checks_module, or the checks of the lab named by checks_from
+    (a lab that asks another lab's questions with other probes).  A lab with neither has no checks."""
+    if data.get("checks_module") and data.get("checks_from"):
+        raise GraderError("%s: give checks_module or checks_from, not both" % where)
+    if data.get("checks_module"):
+        module = load_checks_module(lab_dir, data["checks_module"], where)
+        return module, checks_of(module)
+    other = data.get("checks_from")
+    if not other:
+        return None, {}
+    if not isinstance(other, str) or not re.fullmatch(r"[a-z0-9_-]{1,40}", other) or other in _seen:
+        raise GraderError("%s: checks_from must name another lab with its own checks_module, like kprobes" % where)
+    for root in [Path(lab_dir).parent] + ([Path(labs_dir)] if labs_dir else []) + lab_roots():
+        spec_file = root / other / "lab.yaml"
+        if spec_file.is_file():
+            try:
+                other_data = yaml.safe_load(spec_file.read_text())
+            except (OSError, yaml.YAMLError):
+                raise GraderError("%s: checks_from: %s cannot be read; fix that lab first" % (where, spec_file))
+            if not isinstance(other_data, dict):
+                break
+            return lab_checks(spec_file.parent, other_data, str(spec_file), labs_dir, _seen + (other,))
+    raise GraderError("%s: checks_from: no lab %r; known labs: %s" % (where, other, ", ".join(available_labs())))
 
+
+def load_lab(name_or_path, labs_dir=None):
     lab_dir = find_lab_dir(name_or_path, labs_dir)
     spec_file = lab_dir / "lab.yaml"
     where = str(spec_file)
@@ -212,8 +245,7 @@ def load_lab(name_or_path, labs_dir=None):
     probe_types = data.get("require_probe_types") or []
     if not isinstance(probe_types, list) or not set(probe_types) <= PROBE_TYPES:
         raise GraderError("%s: require_probe_types must list probe kinds from %s" % (where, sorted(PROBE_TYPES)))
-    if data.get("checks_module"):
-        load_checks_module(lab_dir, data["checks_module"], where)
+    checks_module, checks = lab_checks(lab_dir, data, where, labs_dir)
     truth_spec = _truth_spec(data, where)
     exercises = []
     seen = set()
@@ -228,8 +260,9 @@ def load_lab(name_or_path, labs_dir=None):
             raise GraderError("%s: id must be a short lower-case name like q1 (it names columns and links)" % ewhere)
         if not SCRIPT_NAME.match(script):
             raise GraderError("%s: script must be a plain name like q1.bt" % ewhere)
-        if check not in CHECKS:
-            raise GraderError("%s: unknown check %r; known: %s" % (ewhere, check, ", ".join(sorted(CHECKS))))
+        if check not in checks:
+            raise GraderError("%s: unknown check %r; this lab's checks (its checks_module): %s"
+                              % (ewhere, check, ", ".join(sorted(checks)) or "none"))
         if ex_id in seen:
             raise GraderError("%s: duplicate id %r" % (ewhere, ex_id))
         seen.add(ex_id)
@@ -258,6 +291,7 @@ def load_lab(name_or_path, labs_dir=None):
         script_cap=int(num("script_cap_bytes", 65536, 256, 1 << 20)), exercises=exercises,
         lock_wait=num("lock_wait_seconds", 0, 0, 900) if "lock_wait_seconds" in data else None,
         spec_sha256=hashlib.sha256(text.encode("utf-8", "replace")).hexdigest(), truth_spec=truth_spec,
+        checks=checks, checks_module=checks_module,
     )
 
 

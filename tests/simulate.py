@@ -10,8 +10,10 @@ against guessing (tests/unit/test_guessing.py) and checked against real kprobeme
 
 import json
 import random
+from dataclasses import fields
 
-from grader.truth import Truth
+from grader.labspec import load_lab
+from grader.truth import Truth, parse_truth
 
 
 def simulated_run(lab, rng, pid=None):
@@ -50,42 +52,64 @@ def job_plan(seed):
     return rng, leaky, [j for j in JOBS if j not in leaky]
 
 
+KPROBES = load_lab("kprobes").checks_module     # the lab's checks package (labs/kprobes/checks/)
+
+
+class SimulatedTruth(Truth):
+    """A Truth as the grader builds it (records in ``events``), that also answers kprobeme's fields (t.opens,
+    t.leaked_fds, t.file, ...) from the lab's reading of the run, for tests that write answers from them."""
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(KPROBES.run.run_of(self), name)
+
+
 def truth_for(args, spare_fds, pid, decoy=None):
+    """The run kprobeme would make with these arguments: its truth log's records, and (so that 21,000 simulated
+    runs cost seconds, not a parse each) the lab's reading of them, which test_grading_rules checks is exactly
+    what labs/kprobes/checks/run.py reads from those records."""
     path, count, every = args["file"], int(args["count"]), int(args["leak-every"])
     rng, leaky, steady = job_plan(int(args.get("seed", 0)))
-    truth = Truth(file=path, comm="kprobeme", leak_every=every, pid=pid, spare_fds=spare_fds, released=True,
-                  decoys=[decoy] if decoy else [], jobs=list(JOBS), leaky=leaky)
+    run = KPROBES.run.KprobemeRun(file=path, leak_every=every, spare_fds=spare_fds, jobs=list(JOBS), leaky=leaky)
+    start = {"event": "start", "pid": pid, "file": path, "leak_every": every, "spare_fds": spare_fds, "hold": True,
+             "jobs": list(JOBS), "leaky": leaky}
+    events = [start, {"event": "released"}]
     open_fds = set(range(4 + spare_fds))
     for seq in range(1, count + 1):
         fd = 0
         while fd in open_fds:       # the kernel hands out the lowest free descriptor
             fd += 1
         open_fds.add(fd)
-        truth.opens.append((seq, fd, path))
+        run.opens.append((seq, fd, path))
         leak = bool(every and seq % every == 0)
         job = leaky[rng.below(2)] if leak else steady[rng.below(len(steady))]
-        truth.open_jobs.append(job)
+        run.open_jobs.append(job)
+        events.append({"event": "open", "seq": seq, "job": job, "path": path, "fd": fd})
+        events.append({"event": "leak" if leak else "close", "seq": seq, "job": job, "fd": fd})
         if leak:
-            truth.leaks.append((seq, fd))
-            truth.leak_jobs[fd] = job
+            run.leaks.append((seq, fd))
+            run.leak_jobs[fd] = job
         else:
             open_fds.discard(fd)
-            truth.closes.append((seq, fd))
-    truth.exited = True
+            run.closes.append((seq, fd))
+    events.append({"event": "exit", "opens": len(run.opens), "closes": len(run.closes), "leaks": len(run.leaks)})
+    truth = SimulatedTruth(comm="kprobeme", pid=pid, released=True, exited=True, decoys=[decoy] if decoy else [],
+                           start=start, events=events)
+    truth.derived[KPROBES.run.CACHE_KEY] = run
     return truth
 
 
+def read_truth(lines):
+    """A real truth log (a reply's, kprobeme's own file) read as the grader reads it, answering kprobeme's
+    fields too: for tests that compare what a real run printed with what it did."""
+    truth = parse_truth(lines)
+    return SimulatedTruth(**{f.name: getattr(truth, f.name) for f in fields(Truth) if f.name != "derived"})
+
+
 def truth_log(truth):
-    """The truth log kprobeme would write for this Truth (JSON lines; for tests of the parser)."""
-    lines = [{"event": "start", "pid": truth.pid, "file": truth.file, "leak_every": truth.leak_every,
-              "spare_fds": truth.spare_fds, "hold": True, "jobs": truth.jobs, "leaky": truth.leaky},
-             {"event": "released"}]
-    closes, leaks = dict(truth.closes), dict(truth.leaks)
-    for (seq, fd, path), job in zip(truth.opens, truth.open_jobs):
-        lines.append({"event": "open", "seq": seq, "job": job, "path": path, "fd": fd})
-        lines.append({"event": "leak" if seq in leaks else "close", "seq": seq, "job": job, "fd": fd})
-    lines.append({"event": "exit", "opens": len(truth.opens), "closes": len(closes), "leaks": len(leaks)})
-    return [json.dumps(rec) for rec in lines]
+    """The truth log kprobeme would write for this run (JSON lines; for tests of the parser)."""
+    return [json.dumps(rec) for rec in truth.events]
 
 
 def printf(*lines):
@@ -114,4 +138,4 @@ def runs(lab, n, seed=0):
     return [simulated_run(lab, rng) for _ in range(n)]
 
 
-__all__ = ["Truth", "simulated_run", "truth_for", "truth_log", "printf", "map_", "ustack", "q4_map", "runs", "JOBS"]
+__all__ = ["Truth", "SimulatedTruth", "KPROBES", "simulated_run", "truth_for", "read_truth", "truth_log", "printf", "map_", "ustack", "q4_map", "runs", "JOBS"]

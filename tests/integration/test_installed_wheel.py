@@ -80,16 +80,18 @@ def test_installed_grader_lists_its_labs_and_grades_a_cohort(installed, tmp_path
     labs = run([grade, "labs"], cwd=outside, env=env)
     assert labs.returncode == 0 and labs.stdout.split() == ["kprobes", "uprobes"], labs.stdout + labs.stderr
     lab_dir = installed["site"] / "grader" / "labs" / "kprobes"
-    for part in ("lab.yaml", "README.md", "solutions/q1.bt", "workload/kprobeme.c", "workload/Makefile"):
+    for part in ("lab.yaml", "README.md", "solutions/q1.bt", "workload/kprobeme.c", "workload/Makefile",
+                 "checks/__init__.py", "checks/run.py", "checks/descriptors.py"):
         assert (lab_dir / part).is_file(), part
-    # The second lab travels with its own checks module, and loads from the installed package.
+    # Each lab travels with its own checks module, and loads from the installed package.
     for part in ("lab.yaml", "checks.py", "README.md", "solutions/u4.bt", "workload/uprobeme.c"):
         assert (installed["site"] / "grader" / "labs" / "uprobes" / part).is_file(), part
-    loads = run([installed["python"], "-c", "from grader.labspec import load_lab; from grader.checks import CHECKS; "
-                 "lab = load_lab('uprobes'); print(lab.path, sorted(e.check for e in lab.exercises))"],
+    loads = run([installed["python"], "-c", "from grader.labspec import load_lab; "
+                 "[print(lab.path, sorted(lab.checks)) for lab in map(load_lab, ('uprobes', 'kprobes'))]"],
                 cwd=outside, env=env)
     assert loads.returncode == 0 and str(installed["site"]) in loads.stdout and "caller_counts" in loads.stdout, \
         loads.stdout + loads.stderr
+    assert "'leak_sites'" in loads.stdout.splitlines()[1] and "leak_sites" not in loads.stdout.splitlines()[0]
 
     h1, h2 = farm.add(), farm.add()
     answers = {}

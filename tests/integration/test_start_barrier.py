@@ -15,7 +15,7 @@ import pytest
 from grader import grading
 from grader.backend.local import LocalBackend
 from grader.labspec import load_lab
-from grader.truth import parse_truth
+from simulate import read_truth
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,7 @@ def run_job(lab_prefix, test_lab, scripts, fd_offset=None, seed=None):
     reply = LocalBackend(agent=lab_prefix["agent"]).run_agent_job(
         job, {name + ".bt": text.encode() for name, text in names.items()}, timeout=grading.job_timeout(job))
     assert reply["ok"], reply
-    return job, reply, parse_truth(reply["workload"]["truth"])
+    return job, reply, read_truth(reply["workload"]["truth"])
 
 
 def printed(item, pid):

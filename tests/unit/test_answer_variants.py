@@ -21,7 +21,6 @@ import pytest
 import simulate
 from simulate import map_, printf
 from grader import bpftrace_output
-from grader.checks import CHECKS
 from grader.labspec import load_lab
 
 LAB = load_lab("kprobes")
@@ -34,7 +33,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 def judge(ex_id, text, truth):
     ex = EX[ex_id]
-    return CHECKS[ex.check](bpftrace_output.parse(text), truth, ex.params)
+    return LAB.checks[ex.check](bpftrace_output.parse(text), truth, ex.params)
 
 
 def noise(t):

@@ -1,4 +1,5 @@
 from grader import bpftrace_output as bo
+from simulate import KPROBES
 
 
 def test_parses_every_record_kind_and_skips_noise():
@@ -35,7 +36,7 @@ def test_multi_key_map_keys_split_into_fields_as_both_versions_print_them():
 
 
 def test_numbers_ignore_digits_inside_words_and_paths():
-    from grader.checks.reading import shape_of
+    shape_of = KPROBES.reading.shape_of
 
     shape, ints = shape_of("kprobeme2 /run/bpfhol-lab/12/x5 fd=7 -1")
     assert ints == (7, -1) and shape == "kprobeme2 <path> fd=# #"
@@ -56,7 +57,7 @@ def test_excerpt_shows_maps_and_histograms_not_only_printf():
 def test_digit_runs_beyond_pythons_int_limit_are_numbers_not_errors():
     """int() refuses more than 4300 digits; a student's printf of 5000 ones is a (never returned) number."""
     from grader.bpftrace_output import MAX_NUMBER_DIGITS, number
-    from grader.checks.reading import shape_of
+    shape_of = KPROBES.reading.shape_of
 
     huge = "1" * 5000
     assert number(huge) == int("1" * MAX_NUMBER_DIGITS) > 2 ** 64

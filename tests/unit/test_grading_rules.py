@@ -1,4 +1,5 @@
 from grader import grading
+from grader.labspec import load_lab
 
 
 def test_probe_kinds_sees_aliases_and_ignores_comments():
@@ -64,11 +65,12 @@ def test_a_decoy_in_the_output_means_unfiltered():
     """The agent opens a decoy file from another process during the window; printing it proves the
     script did not keep to the workload (decided even on a quiet VM with no other noise)."""
     from grader import bpftrace_output
-    from grader.checks import CHECKS
-    from grader.truth import Truth
+    from grader.truth import parse_truth
 
     target, decoy = "/var/tmp/bpfhol-lab/ab/notes-ab12cd.dat", "/var/tmp/bpfhol-lab/ab/stats-ef34gh.dat"
-    truth = Truth(opens=[(1, 3, target)], decoys=[decoy])
+    truth = parse_truth(['{"event": "start", "pid": 9}', '{"event": "open", "seq": 1, "fd": 3, "path": "%s"}' % target])
+    truth.decoys = [decoy]
+    CHECKS = load_lab("kprobes").checks
     line = '{"type": "printf", "data": "%s opens %s\\n"}\n'
     both = bpftrace_output.parse(line % ("kprobeme", target) + line % ("bpfhol-agent", decoy))
     only = bpftrace_output.parse(line % ("kprobeme", target))
@@ -138,13 +140,39 @@ def test_a_script_killed_while_ending_is_not_blamed_on_the_student():
 def test_a_forged_job_list_names_no_job():
     """The truth log comes from a student VM: a job list that is a string, or names that are not C
     identifiers, give q4 no job to match (a string would otherwise be read letter by letter)."""
-    from grader.truth import parse_truth
+    from simulate import read_truth
 
     forged = ['{"event": "start", "pid": 9, "jobs": "abc", "leaky": ["x y", 5, "ok_name"]}',
               '{"event": "open", "seq": 1, "job": "a", "path": "/f", "fd": 4}',
               '{"event": "leak", "seq": 1, "job": "<b>", "fd": 4}']
-    truth = parse_truth(forged)
+    truth = read_truth(forged)
     assert truth.jobs == [] and truth.leaky == ["ok_name"] and truth.leak_jobs == {}
+
+
+def test_forged_records_of_the_wrong_type_are_skipped_not_a_crash():
+    """A record whose fields have the wrong types (from a student VM) is left out of the lab's reading;
+    the records around it still count, and the core keeps every record as it came."""
+    from simulate import read_truth
+
+    forged = ['{"event": "start", "pid": "nine", "leak_every": "x", "file": ["/f"]}',
+              '{"event": "open", "seq": 1, "path": "/f", "fd": "four"}',
+              '{"event": "open", "seq": 2, "path": "/f", "fd": 5}', '[1, 2]', 'not json',
+              '{"event": "close", "fd": null}', '{"event": "leak", "seq": 2, "fd": 5, "job": "load_config"}']
+    truth = read_truth(forged)
+    assert truth.pid == 0 and truth.leak_every == 0 and len(truth.events) == 5
+    assert truth.opens == [(2, 5, "/f")] and truth.closes == [] and truth.leak_jobs == {5: "load_config"}
+
+
+def test_the_simulation_hands_the_checks_what_they_read_from_its_log():
+    """tests/simulate.py gives each simulated run the lab's reading of it up front (21,000 runs, no parse
+    each); that must be exactly what labs/kprobes/checks/run.py reads from the same records."""
+    import simulate
+
+    lab = load_lab("kprobes")
+    for _, sim in simulate.runs(lab, 50, seed=3):
+        read = simulate.read_truth(simulate.truth_log(sim))
+        assert read.derived == {} and simulate.KPROBES.run.read_run(read) == sim.derived["kprobeme"]
+        assert (read.pid, read.released, read.exited, read.start) == (sim.pid, True, True, sim.start)
 
 
 def test_the_compile_error_comes_first_not_the_warning_before_it():

@@ -19,7 +19,6 @@ import pytest
 import simulate
 from simulate import map_, printf
 from grader import bpftrace_output
-from grader.checks import CHECKS
 from grader.labspec import load_lab
 
 RUNS = 1000
@@ -40,7 +39,7 @@ def lhist(name, counts):
 def pass_rate(ex_id, output_of):
     """Share of the simulated runs in which ``output_of(i, truth)`` passes exercise ``ex_id``."""
     ex = EX[ex_id]
-    check = CHECKS[ex.check]
+    check = LAB.checks[ex.check]
     cache = {}
     passed = 0
     for i, (_, truth) in enumerate(SIMULATED):

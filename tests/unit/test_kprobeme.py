@@ -360,6 +360,10 @@ def test_jobs_follow_the_seed_as_simulated(kprobeme, tmp_path):
         leaks = {e["fd"]: e["job"] for e in events if e["event"] == "leak"}
         assert leaks == sim.leak_jobs and set(leaks.values()) <= set(sim.leaky)
         assert not {e["job"] for e in events if e["event"] == "close"} & set(sim.leaky)
+        # and the lab's checks read from the real log exactly the run the simulation hands them
+        read = simulate.read_truth(log.read_text().splitlines())
+        for name in ("opens", "closes", "leaks", "leak_jobs", "open_jobs", "jobs", "leaky", "leak_every"):
+            assert getattr(read, name) == getattr(sim, name), name
 
 
 def test_linger_keeps_it_alive_after_the_loop(kprobeme, tmp_path):
@@ -391,8 +395,8 @@ def test_user_stacks_name_the_leaking_job(kprobeme, tmp_path):
     if os.geteuid() != 0 or shutil.which("bpftrace") is None or not os.path.isdir("/sys/kernel/tracing/events"):
         pytest.skip("needs root, bpftrace and tracefs")
     from grader import bpftrace_output
-    from grader.checks import CHECKS
-    from grader.truth import parse_truth
+    from grader.labspec import load_lab
+    from simulate import read_truth
 
     out = tmp_path / "bt.json"
     log = tmp_path / "t.jsonl"
@@ -418,11 +422,11 @@ def test_user_stacks_name_the_leaking_job(kprobeme, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-    truth = parse_truth(log.read_text().splitlines())
+    truth = read_truth(log.read_text().splitlines())
     output = bpftrace_output.parse(out.read_text())
     stacks = output.maps["@opened_by"]
     assert sorted(int(fd) for fd in stacks) == sorted(truth.leak_jobs), stacks
     for fd, job in truth.leak_jobs.items():
         assert job in stacks[str(fd)] and "main" in stacks[str(fd)], (fd, job, stacks[str(fd)])
-    verdict = CHECKS["leak_sites"](output, truth, {})
+    verdict = load_lab("kprobes").checks["leak_sites"](output, truth, {})
     assert verdict.passed, verdict

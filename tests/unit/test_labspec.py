@@ -42,8 +42,18 @@ def _broken(tmp_path, text):
     ("name: x\nworkload: {program: 'a b'}\nexercises: [{id: q1, script: q1.bt, check: opened_path}]\n",
      "plain program name"),
     ("name: x\nworkload: {program: k}\nexercises: [{id: q1, script: ../q1.bt, check: opened_path}]\n", "plain name"),
-    ("name: x\nworkload: {program: k}\nwindow_seconds: 9999\nexercises: [{id: q1, script: q.bt, check: opened_path}]\n",
-     "window_seconds"),
+    ("name: x\nworkload: {program: k}\nchecks_from: kprobes\nwindow_seconds: 9999\n"
+     "exercises: [{id: q1, script: q.bt, check: opened_path}]\n", "window_seconds"),
+    ("name: x\nworkload: {program: k}\nchecks_module: ../kprobes/checks\nexercises: [{id: q1, script: q.bt, check: a}]\n",
+     "checks_module must be a file or folder name in the lab folder"),
+    ("name: x\nworkload: {program: k}\nchecks_module: nosuch.py\nexercises: [{id: q1, script: q.bt, check: a}]\n",
+     "checks_module nosuch.py not found"),
+    ("name: x\nworkload: {program: k}\nchecks_from: nosuch\nexercises: [{id: q1, script: q.bt, check: a}]\n",
+     "checks_from: no lab 'nosuch'; known labs: .*kprobes"),
+    ("name: x\nworkload: {program: k}\nchecks_from: kprobes\nchecks_module: checks.py\n"
+     "exercises: [{id: q1, script: q.bt, check: a}]\n", "not both"),
+    ("name: x\nworkload: {program: k}\nchecks_from: kprobes\nexercises: [{id: q1, script: q.bt, check: call_values}]\n",
+     "unknown check 'call_values'; this lab's checks .*: fd_per_open, leak_sites, leaked_fds, opened_path"),
 ])
 def test_malformed_spec_is_one_line_error(tmp_path, text, msg):
     with pytest.raises(GraderError, match=msg) as info:
@@ -71,11 +81,45 @@ def test_every_failure_reason_of_a_check_has_a_hint():
     import inspect
     import re
 
-    from grader.checks import CHECKS
-
     lab = load_lab("kprobes")
     for ex in lab.exercises:
-        source = inspect.getsource(CHECKS[ex.check])
+        source = inspect.getsource(lab.checks[ex.check])
         reasons = set(re.findall(r'Verdict\(False, "(\w+)"', source)) - {"no_truth"}
         assert reasons, ex.check
         assert reasons <= set(ex.hints), (ex.id, sorted(reasons - set(ex.hints)))
+
+
+def test_a_lab_sees_only_its_own_checks(tmp_path):
+    """The core knows no lab's checks: each lab's come from its own folder (a checks.py file, or a checks/
+    package like the kprobes lab's), and a check of another lab, even one already loaded, is unknown."""
+    kprobes, uprobes = load_lab("kprobes"), load_lab("uprobes")
+    assert sorted(kprobes.checks) == ["fd_per_open", "leak_sites", "leaked_fds", "opened_path"]
+    assert sorted(uprobes.checks) == ["call_values", "caller_counts", "latency_hist"]
+    assert Path(kprobes.checks_module.__file__) == REPO / "labs" / "kprobes" / "checks" / "__init__.py"
+    with pytest.raises(GraderError, match="unknown check 'leak_sites'; this lab's checks .*: none"):
+        load_lab(str(_broken(tmp_path, "name: x\nworkload: {program: k}\n"
+                                       "exercises: [{id: q1, script: q.bt, check: leak_sites}]\n")))
+
+
+def test_a_lab_reuses_another_labs_checks_by_name(tmp_path):
+    """checks_from: the tracepoints test lab asks the kprobes lab's questions with other probes; the lab named is
+    found beside the lab first, then among the installed labs."""
+    lab = load_lab(str(REPO / "tests" / "fixtures" / "labs" / "tracepoints"))
+    assert lab.checks == load_lab("kprobes").checks and lab.require_probe_types == ["tracepoint"]
+    shutil.copytree(REPO / "labs" / "uprobes", tmp_path / "mine")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "lab.yaml").write_text(
+        "name: other\nworkload: {program: uprobeme}\nchecks_from: mine\n"
+        "exercises: [{id: u1, script: u1.bt, check: call_values}]\n")
+    assert sorted(load_lab(str(tmp_path / "other")).checks) == ["call_values", "caller_counts", "latency_hist"]
+
+
+def test_a_checks_package_that_fails_to_import_is_one_line(tmp_path):
+    lab = tmp_path / "mylab"
+    (lab / "checks").mkdir(parents=True)
+    (lab / "checks" / "__init__.py").write_text("from . import missing\n")
+    (lab / "lab.yaml").write_text("name: mylab\nworkload: {program: k}\nchecks_module: checks\n"
+                                  "exercises: [{id: q1, script: q.bt, check: a}]\n")
+    with pytest.raises(GraderError, match=r"mylab/checks failed to load: ImportError") as info:
+        load_lab(str(lab))
+    assert "\n" not in str(info.value)

@@ -14,7 +14,6 @@ from collections import Counter
 import pytest
 
 from grader import bpftrace_output
-from grader.checks import CHECKS
 from grader.grading import evaluate
 from grader.labspec import load_lab
 from grader.truth import parse_truth
@@ -144,7 +143,7 @@ def pass_rate(ex_id, output_of):
     ex = EX[ex_id]
     passed = 0
     for i, truth in enumerate(SIMULATED):
-        passed += CHECKS[ex.check](bpftrace_output.parse(output_of(i, truth)), truth, ex.params).passed
+        passed += LAB.checks[ex.check](bpftrace_output.parse(output_of(i, truth)), truth, ex.params).passed
     return passed / len(SIMULATED)
 
 
@@ -214,7 +213,7 @@ def test_feedback_names_what_to_fix():
     t = SIMULATED[0]
 
     def verdict(ex_id, text):
-        return CHECKS[EX[ex_id].check](bpftrace_output.parse(text), t, EX[ex_id].params)
+        return LAB.checks[EX[ex_id].check](bpftrace_output.parse(text), t, EX[ex_id].params)
 
     assert verdict("u1", HONEST["u2"]["printf price"](t)).reason == "other_field"
     assert verdict("u2", HONEST["u1"]["printf order qty"](t)).reason == "other_field"

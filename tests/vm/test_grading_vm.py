@@ -122,7 +122,7 @@ def test_counters_beside_a_slow_script_see_every_open_and_close(roster, tmp_path
     opens before the barrier existed) count exactly the workload's opens and closes, while another script
     of the same student attaches a hundred probes slowly."""
     from grader import bpftrace_output
-    from grader.truth import parse_truth
+    from simulate import read_truth
 
     folder = tmp_path / "SUBMISSIONS" / "barrier"
     folder.mkdir(parents=True)
@@ -135,7 +135,7 @@ def test_counters_beside_a_slow_script_see_every_open_and_close(roster, tmp_path
     assert proc.returncode == 0, proc.stdout + proc.stderr
     row = json.loads((results / "journal.jsonl").read_text().splitlines()[-1])
     doc = json.loads((results / "students" / "barrier" / row["evidence"]).read_text())
-    truth = parse_truth(doc["reply"]["workload"]["truth"])
+    truth = read_truth(doc["reply"]["workload"]["truth"])
     by_name = {s["name"]: s for s in doc["reply"]["scripts"]}
     q1, q2, q3 = by_name["q1"], by_name["q2"], by_name["q3"]
     assert q1["attached"] and q2["attached"] and q3["attached"], (q1["stderr"], q2["stderr"], q3["stderr"])

@@ -18,7 +18,7 @@ import re
 from collections import defaultdict
 from functools import lru_cache
 
-from ..bpftrace_output import INT_RE, PATH_RE, number
+from grader.bpftrace_output import INT_RE, PATH_RE, number
 
 # A line-shape with more numbers than this is a list, not a record of one event.
 MAX_RECORD_COLUMNS = 4

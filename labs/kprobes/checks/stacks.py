@@ -20,7 +20,8 @@ names none.
 
 import re
 
-from . import Verdict, check
+from grader.checks import Verdict, check
+from .run import run_of
 from .descriptors import fd_tables
 
 # Frames of a kernel stack (kstack) that any open shows, on x86_64 and arm64.
@@ -38,8 +39,9 @@ def jobs_named(text, jobs):
 
 @check("leak_sites")
 def leak_sites(output, truth, params):
-    leaked = set(truth.leaked_fds)
-    if not truth.opens or not truth.jobs or set(truth.leak_jobs) != leaked:
+    run = run_of(truth)
+    leaked = set(run.leaked_fds)
+    if not run.opens or not run.jobs or set(run.leak_jobs) != leaked:
         return Verdict(False, "no_truth", "the workload's log does not say which job made each open "
                        "(a lab VM problem: re-run the lab playbook)")
     if not leaked:
@@ -47,9 +49,9 @@ def leak_sites(output, truth, params):
 
     texts = {where: {fd: str(value) for fd, value in table.items()} for where, table in fd_tables(output, truth).items()}
     naming = {where: table for where, table in texts.items()
-              if any(jobs_named(v, truth.jobs) for v in table.values())}
+              if any(jobs_named(v, run.jobs) for v in table.values())}
     for (name, _), table in naming.items():
-        if set(table) == leaked and all(jobs_named(table[fd], truth.jobs) == {truth.leak_jobs[fd]} for fd in leaked):
+        if set(table) == leaked and all(jobs_named(table[fd], run.jobs) == {run.leak_jobs[fd]} for fd in leaked):
             return Verdict(True, "ok", "map %s gives each of the %d leaked descriptors the function that opened it"
                            % (name, len(leaked)))
 
@@ -66,13 +68,13 @@ def leak_sites(output, truth, params):
             return Verdict(False, "unresolved", "your stacks are bare addresses, without function names")
         return Verdict(False, "no_stacks", "no map keyed by descriptor names any of %s's functions" % truth.comm)
 
-    closed_only = set(truth.opened_fds) - leaked
+    closed_only = set(run.opened_fds) - leaked
     for table in naming.values():
         if leaked < set(table) and set(table) & closed_only:
             return Verdict(False, "not_deleted", "your map still holds descriptors that %s closed" % truth.comm)
     for table in naming.values():
         if set(table) == leaked:
-            wrong = sum(1 for fd in leaked if jobs_named(table[fd], truth.jobs) != {truth.leak_jobs[fd]})
+            wrong = sum(1 for fd in leaked if jobs_named(table[fd], run.jobs) != {run.leak_jobs[fd]})
             return Verdict(False, "wrong_function", "%d of the %d leaked descriptors are given a function that "
                            "did not open them (or several functions)" % (wrong, len(leaked)))
     return Verdict(False, "wrong_fds", "the descriptors in your map are not the ones %s leaked" % truth.comm)

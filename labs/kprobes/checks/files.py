@@ -11,7 +11,8 @@ during the run, so a script that does not keep to the workload's events always s
 import os
 import re
 
-from . import Verdict, check
+from grader.checks import Verdict, check
+from .run import run_of
 
 
 def _names(paths):
@@ -30,10 +31,11 @@ def _mentions(texts, names):
 
 @check("opened_path")
 def opened_path(output, truth, params):
-    if not truth.opens:
+    run = run_of(truth)
+    if not run.opens:
         return Verdict(False, "no_truth", "the workload opened nothing during the run (a lab VM problem)")
     texts = output.texts()
-    if _mentions(texts, _names(truth.paths)):
+    if _mentions(texts, _names(run.paths)):
         if _mentions(texts, _names(truth.decoys)):
             return Verdict(False, "unfiltered", "your output includes a file another process opened meanwhile")
         return Verdict(True, "ok", "the file %s opened appears in your output" % (truth.comm or "the workload"))

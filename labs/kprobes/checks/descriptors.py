@@ -30,7 +30,8 @@ leaked_fds (q3) accepts:
 
 from collections import Counter
 
-from . import Verdict, check
+from grader.checks import Verdict, check
+from .run import run_of
 from .reading import (columns, int_value, keyed_tables, labelled_counts, shape_of,
                       workload_lines)
 
@@ -46,7 +47,8 @@ def noise_limit(n_opens):
 
 @check("fd_per_open")
 def fd_per_open(output, truth, params):
-    fds = truth.opened_fds
+    run = run_of(truth)
+    fds = run.opened_fds
     if not fds:
         return Verdict(False, "no_truth", "the workload opened nothing during the run (a lab VM problem)")
     n = len(fds)
@@ -89,10 +91,11 @@ def fd_per_open(output, truth, params):
 
 @check("leaked_fds")
 def leaked_fds(output, truth, params):
-    if not truth.opens:
+    run = run_of(truth)
+    if not run.opens:
         return Verdict(False, "no_truth", "the workload opened nothing during the run (a lab VM problem)")
-    leaked = set(truth.leaked_fds)
-    n_opens, n_closes = len(truth.opens), len(truth.closes)
+    leaked = set(run.leaked_fds)
+    n_opens, n_closes = len(run.opens), len(run.closes)
 
     tables = fd_tables(output, truth)
     matches = [name for (name, _), table in tables.items() if set(table) == leaked]
@@ -109,7 +112,7 @@ def leaked_fds(output, truth, params):
 
     # Every leak listed, plus descriptors that were closed again: the script does not see the closes
     # (with a short leak period nearly every descriptor is leaked, so this is how it shows).
-    closed_only = set(truth.opened_fds) - leaked
+    closed_only = set(run.opened_fds) - leaked
     for table in tables.values():
         if leaked and leaked < set(table) and set(table) & closed_only:
             return Verdict(False, "close_path", "your map still lists descriptors that %s closed" % truth.comm)
