@@ -123,13 +123,15 @@ t1=$(date +%s.%N)
 probes() {{ ls -l /proc/$bt/fd 2>/dev/null | grep -c -e perf_event -e bpf_link -e bpf-link; }}
 # (bpftrace may exit between two looks: a missing /proc entry is "not polling", never an error under set -u)
 in_poll() {{ local nr=""; {{ read -r nr _ < /proc/$bt/syscall; }} 2>/dev/null; case "$nr" in 22|232|281|441) return 0;; esac; return 1; }}
-n0=$(probes)
+n0=""
 if [ "{stop}" = "self" ]; then
   # a script that ends itself (interval + exit()): keep triggering until it is gone
   while kill -0 $bt 2>/dev/null; do {trigger}; done
 else
   grep -q '^READY' "$out/stdout" || sleep {grace}
   {trigger}
+  # counted now, not at "Attaching N probes" (printed before bpftrace attaches them)
+  n0=$(probes)
   kill -INT $bt 2>/dev/null
 fi
 for i in $(seq 600); do
