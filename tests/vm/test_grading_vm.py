@@ -158,6 +158,9 @@ def test_uprobes_lab_references_full_marks_on_the_vm(lab_vm, roster, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [row] = [json.loads(l) for l in (results / "journal.jsonl").read_text().splitlines()]
     assert row["score"] == row["max_score"] == 13, [(e["id"], e["reason"], e["feedback"]) for e in row["exercises"]]
+    # the student's own self-check on the VM loads the lab's checks from the lab folder the roles installed
+    check = lab_vm.run("bpfhol check uprobes", timeout=300)
+    assert check.returncode == 0 and "score: 13/13" in check.stdout, check.stdout + check.stderr
 
 
 def test_uprobes_lab_wrong_cheating_and_variants_on_the_vm(roster, tmp_path):
