@@ -211,8 +211,11 @@ class ArmLabVM(LabVM):
         self.accel = "kvm" if os.uname().machine == "aarch64" and os.access("/dev/kvm", os.W_OK) else "tcg"
         self._cfg = self.workdir / "ssh_config"
         self.inventory = self.workdir / "inventory.ini"
+        # Every boot of the emulated guest has a new host key.  Mitogen (ansible.cfg's strategy, when installed)
+        # enforces host-key checking with its own -o StrictHostKeyChecking=yes placed before the inventory's
+        # ssh args, and ssh takes the first value: say it to Ansible itself (as Vagrant's provisioner does).
         self.env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-                        ANSIBLE_FORCE_COLOR="0")
+                        ANSIBLE_FORCE_COLOR="0", ANSIBLE_HOST_KEY_CHECKING="False")
 
     def qemu_vm(self, *args, timeout=300):
         return subprocess.run([str(REPO / "images" / "qemu-vm"), *args, "--name", self.name], capture_output=True,
