@@ -219,7 +219,8 @@ def lab_checks(lab_dir, data, where, labs_dir=None, _seen=()):
             except (OSError, yaml.YAMLError):
                 raise GraderError("%s: checks_from: %s cannot be read; fix that lab first" % (where, spec_file))
             if not isinstance(other_data, dict):
-                break
+                raise GraderError("%s: checks_from: %s is not a lab spec (a mapping); fix that lab first"
+                                  % (where, spec_file))
             return lab_checks(spec_file.parent, other_data, str(spec_file), labs_dir, _seen + (other,))
     raise GraderError("%s: checks_from: no lab %r; known labs: %s" % (where, other, ", ".join(available_labs())))
 

@@ -123,3 +123,14 @@ def test_a_checks_package_that_fails_to_import_is_one_line(tmp_path):
     with pytest.raises(GraderError, match=r"mylab/checks failed to load: ImportError") as info:
         load_lab(str(lab))
     assert "\n" not in str(info.value)
+
+
+def test_checks_from_a_lab_whose_spec_is_not_a_mapping_names_it(tmp_path):
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "lab.yaml").write_text("- just a list\n")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "lab.yaml").write_text("name: mine\nworkload: {program: k}\nchecks_from: broken\n"
+                                               "exercises: [{id: q1, script: q.bt, check: a}]\n")
+    with pytest.raises(GraderError, match=r"checks_from: .*broken/lab.yaml is not a lab spec") as info:
+        load_lab(str(tmp_path / "mine"))
+    assert "\n" not in str(info.value)
