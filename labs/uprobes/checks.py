@@ -13,10 +13,14 @@ call_values (u1, u2): the run's values of one field, one per call.  Accepted: a 
   values are 6-digit ids or prices drawn per call, and the whole multiset must match.  Printing the
   other field (order ids for u2) gets its own hint.
 latency_hist (u3): a histogram (hist or lhist, any unit: ns, us or ms; one map or summed over a
-  map's keys) with one entry per call of the run, the run's slow calls in buckets wholly above what
-  any fast call measures (its own time twice, plus 1 ms of probe cost) and the fast ones in buckets
-  wholly below the quickest slow call; or one latency per printf line, same rule.
-  A guess must hit both the run's call count (24-100) and its slow count (2-12).
+  map's keys) with one entry per call of the run, or one latency per printf line, that this run's
+  calls can fill: each call's probes measure at least the sleep it asked for ("delay_ns", inside
+  fetch_quote) and at most the workload's own clock around the call ("ns", which encloses both
+  probes), so the buckets must be matched by the calls one to one within those bounds (a stalled
+  fast call may land anywhere it could have been measured).  And the histogram must tell the slow
+  calls from the fast ones: no bucket may hold what could be a slow call and a fast call that
+  took under a third of the quickest slow one's sleep.  A guess must hit the run's call count
+  (24-100), how its calls spread over the buckets and where its slow ones (2-12) fall.
 caller_counts (u4): per job, the number of strtol calls it made, read from a map whose keys name
   jobs (a ustack key names its job frame) summed per job, or from printf lines naming jobs.  The run's
   two "parser" jobs are drawn per seed and their counts per call; a key naming two jobs names none.
@@ -24,6 +28,7 @@ tests/unit/test_uprobes_checks.py attacks each one (guessing strategies over man
 keeps the valid variants that must pass.
 """
 
+import heapq
 import re
 from collections import Counter, defaultdict
 
@@ -109,34 +114,59 @@ def call_values(output, truth, params):
                    % (len(found), len(wanted), field))
 
 
-def _split(rows, fast_edge, slow_edge):
-    """(total, slow, fast) of buckets (lo_ns, end_ns, count), each covering [lo, end): a bucket wholly above
-    every fast call (lo > fast_edge) is slow, one wholly below every slow call (end <= slow_edge) is fast;
-    a bucket that is both (a coarse bucket in the gap) or neither (spanning the gap) counts as neither."""
-    total = slow = fast = 0
-    for lo, end, count in rows:
-        total += count
-        is_slow, is_fast = lo > fast_edge, end <= slow_edge
-        if is_slow and not is_fast:
-            slow += count
-        elif is_fast and not is_slow:
-            fast += count
-    return total, slow, fast
+def _bounds(rec):
+    """(least, most) ns a probe pair on the function can measure of one call (see the docstring above).  A log
+    of an older uprobeme has no delay_ns: half its own time stands in for it."""
+    most = rec["ns"]
+    least = rec.get("delay_ns")
+    if not isinstance(least, int) or isinstance(least, bool) or not 0 <= least <= most:
+        least = most // 2
+    return least, most
+
+
+def _fits(rows, calls):
+    """Can the calls (least, most) fill the buckets (lo, end, count) one to one, each call in a bucket it could
+    have been measured in?  Buckets are disjoint, so a call's buckets are a run of them: fill the buckets in
+    order, each with the waiting calls whose run ends first (earliest deadline first is optimal here)."""
+    rows = sorted(rows)
+    spans = []
+    for least, most in calls:
+        fits = [i for i, (lo, end, _) in enumerate(rows) if lo <= most and end > least]
+        if not fits:
+            return False
+        spans.append((fits[0], fits[-1]))
+    spans.sort()
+    waiting, nxt = [], 0
+    for i, (_, _, count) in enumerate(rows):
+        while nxt < len(spans) and spans[nxt][0] <= i:
+            heapq.heappush(waiting, spans[nxt][1])
+            nxt += 1
+        for _ in range(count):
+            if not waiting or waiting[0] < i:
+                return False
+            heapq.heappop(waiting)
+    return nxt == len(spans) and not waiting
+
+
+def _lumps(rows, slow, fast):
+    """The first non-empty bucket that could hold a slow call and a clearly fast one alike, or None."""
+    for lo, end, count in sorted(rows):
+        if count and any(lo <= b and end > a for a, b in slow) and any(lo <= b and end > a for a, b in fast):
+            return lo, end
+    return None
 
 
 @check("latency_hist")
 def latency_hist(output, truth, params):
-    quotes = [rec for rec in truth.of(params.get("event", "quote")) if isinstance(rec.get("ns"), int)]
+    quotes = [rec for rec in truth.of(params.get("event", "quote"))
+              if isinstance(rec.get("ns"), int) and not isinstance(rec.get("ns"), bool)]
     if not quotes:
         return Verdict(False, "no_truth", "the workload's log has no calls to time (a lab VM problem)")
     n = len(quotes)
-    slow_ns = [rec["ns"] for rec in quotes if rec.get("slow") is True]
-    fast_ns = [rec["ns"] for rec in quotes if rec.get("slow") is not True]
-    k = len(slow_ns)
-    # A tracer's measure adds the probes' cost to each call (a trap each way): a fast call may read up to twice
-    # its own time plus a millisecond, never a slow one's (30 ms and more).
-    fast_edge = 2 * max(fast_ns, default=0) + 1_000_000
-    slow_edge = min(slow_ns, default=float(params.get("threshold_ms", 4)) * 1e6)
+    calls = [_bounds(rec) for rec in quotes]
+    slow = [c for c, rec in zip(calls, quotes) if rec.get("slow") is True]
+    quickest = min((a for a, _ in slow), default=0)
+    clearly_fast = [c for c, rec in zip(calls, quotes) if rec.get("slow") is not True and 3 * c[1] < quickest]
 
     groups = defaultdict(list)          # a map keyed (@h[comm]) is summed over its keys
     for label, rows in output.hist_buckets().items():
@@ -147,18 +177,29 @@ def latency_hist(output, truth, params):
             candidates.append(("a line per call", [(v, v, 1) for v in values]))
     if not candidates:
         return Verdict(False, "no_hist", "no histogram in your output, nor one latency per line")
-    right_total = False
+    right_total, lumped = False, None
     for what, rows in candidates:
+        if sum(c for _, _, c in rows) != n:
+            continue
+        right_total = True
         for unit, factor in UNITS.items():
-            total, slow, fast = _split([(lo * factor, (hi + 1) * factor, c) for lo, hi, c in rows], fast_edge, slow_edge)
-            if total != n:
+            # [lo, hi] in the unit is [lo, hi + 1) of it, and a unit lower: a script that divides each
+            # timestamp before subtracting them reads one unit more than the call took
+            buckets = [((lo - 1) * factor, (hi + 1) * factor, c) for lo, hi, c in rows]
+            if not _fits(buckets, calls):
                 continue
-            right_total = True
-            if slow == k and fast == n - k:
-                return Verdict(True, "ok", "%s (in %s) holds the run's %d calls, the slow ones apart" % (what, unit, n))
+            both = _lumps(buckets, slow, clearly_fast)
+            if both is None:
+                return Verdict(True, "ok", "%s (in %s) holds the run's %d calls where they were measured, the "
+                               "slow ones apart" % (what, unit, n))
+            lumped = lumped or (what, unit, both)
+    if lumped:
+        what, unit, (lo, end) = lumped
+        return Verdict(False, "lumped", "%s (in %s) holds the run's %d calls, but one bucket (%d to %d %s) holds "
+                       "slow and fast calls alike" % (what, unit, n, lo // UNITS[unit] + 1, end // UNITS[unit], unit))
     if right_total:
-        return Verdict(False, "wrong_split", "a histogram holds the run's %d calls, but not its slow calls apart "
-                       "from the fast ones" % n)
+        return Verdict(False, "wrong_split", "a histogram holds the run's %d calls, but not where this run's calls "
+                       "were measured (its slow ones apart from its fast ones)" % n)
     return Verdict(False, "wrong_total", "no histogram holds exactly one entry per call of the run (%d calls)" % n)
 
 

@@ -69,6 +69,10 @@ def test_held_until_released_then_the_records_of_the_contract(uprobeme, tmp_path
     slow = [q for q in quotes if q["slow"]]
     assert len(slow) == 3 and all(q["ns"] >= 30_000_000 for q in slow)
     assert all(q["ns"] < 30_000_000 for q in quotes if not q["slow"])
+    # the sleep it asked for bounds a probe's measure from below, its own clock around the call from above
+    assert all(30_000_000 <= q["delay_ns"] < 60_000_000 for q in slow)
+    assert all(100_000 <= q["delay_ns"] < 400_000 for q in quotes if not q["slow"])
+    assert all(q["delay_ns"] <= q["ns"] for q in quotes)
     parsers = set(start["parsers"])
     callers = Counter(r["job"] for r in recs if r["event"] == "strtol")
     assert set(callers) == parsers and all(callers[p] >= 1 for p in parsers)
@@ -86,6 +90,14 @@ def test_the_seed_decides_the_run(uprobeme, tmp_path):
                 recs[0]["parsers"], [r["seq"] for r in recs if r["event"] == "quote" and r["slow"]])
     assert draw(5, "a") == draw(5, "b")
     assert draw(5, "a")[0] != draw(6, "c")[0]
+
+
+def test_order_ids_are_distinct_within_a_run(uprobeme, tmp_path):
+    """A map keyed by order id (u1, u2) must hold every call: 3000 draws from 900000 ids would repeat about
+    five times if drawn independently."""
+    recs = run(uprobeme, tmp_path, "--count", "3000", "--interval-ms", "0", "--slow-calls", "0", "--seed", "11")
+    ids = [r["order_id"] for r in recs if r["event"] == "order"]
+    assert len(ids) == 3000 and len(set(ids)) == 3000 and all(100000 <= v <= 999999 for v in ids)
 
 
 def test_the_probed_functions_are_in_the_symbol_table(uprobeme):
