@@ -62,9 +62,10 @@ class Lab:
     checks_module: object = None  # that module (labs/<lab>/checks.py or checks/), for its helpers
 
     def identity(self):
-        """What evidence records of the lab: a re-judge checks it, and lists points that changed since."""
-        return {"name": self.name, "spec_sha256": self.spec_sha256, "path": str(Path(self.path).resolve()),
-                "points": {ex.id: ex.points for ex in self.exercises}}
+        """What evidence records of the lab: a re-judge checks it, and lists points that changed since.  The
+        checks' own code is named too (checks_sha256), so a verdict can be traced to the code that gave it."""
+        return {"name": self.name, "spec_sha256": self.spec_sha256, "checks_sha256": checks_sha256(self.checks_module),
+                "path": str(Path(self.path).resolve()), "points": {ex.id: ex.points for ex in self.exercises}}
 
     @property
     def workload_comm(self):
@@ -196,6 +197,21 @@ def load_checks_module(lab_dir, name, where):
             del sys.modules[loaded]
         raise GraderError("%s: %s failed to load: %s: %s" % (where, path, type(exc).__name__, exc))
     return module
+
+
+def checks_sha256(module):
+    """sha256 of a checks module's source: its file, or every .py of its package by relative name ('' for none)."""
+    if module is None or not getattr(module, "__file__", None):
+        return ""
+    source = Path(module.__file__)
+    files = sorted(source.parent.rglob("*.py")) if getattr(module, "__path__", None) else [source]
+    digest = hashlib.sha256()
+    for path in files:
+        if "__pycache__" in path.parts:
+            continue
+        digest.update(str(path.relative_to(source.parent)).encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def lab_checks(lab_dir, data, where, labs_dir=None, _seen=()):

@@ -149,6 +149,8 @@ def rejudge_all(lab, journal, results, dry_run=False, out=None):
 
     out = out or sys.stdout
     cohort, rows, changed, judged, missing, other = [], [], 0, 0, 0, 0
+    now = lab.identity()
+    since = {"spec": 0, "checks": 0}     # students judged before by another lab.yaml, other checks code
     for old in results:
         doc = journal.evidence(old) if old.status == "graded" else None
         if doc is None:
@@ -160,6 +162,10 @@ def rejudge_all(lab, journal, results, dry_run=False, out=None):
             cohort.append(old)
             continue
         judged += 1
+        then = doc.get("lab") if isinstance(doc.get("lab"), dict) else {}
+        for part in since:
+            key = part + "_sha256"
+            since[part] += bool(then.get(key)) and then.get(key) != now[key]
         try:
             new = grading.rejudge(lab, doc)
         except HostError as exc:
@@ -178,6 +184,10 @@ def rejudge_all(lab, journal, results, dry_run=False, out=None):
             cohort.append(old)
     out.write(render_changes(rows, dry_run))
     out.flush()
+    if any(since.values()):
+        print("since the first judgement the lab changed: %s (%s)" % (", ".join(
+            "%s for %d student%s" % ("its lab.yaml" if part == "spec" else "its checks' code", n, "s" * (n != 1))
+            for part, n in since.items() if n), lab.path), file=sys.stderr)
     print("re-judged %d students from their evidence: %d verdicts changed%s%s%s" % (
         judged, changed, ", %d without evidence kept as they were" % missing if missing else "",
         ", %d of another lab kept" % other if other else "",

@@ -184,3 +184,26 @@ def test_a_verdict_change_names_the_reason_it_changed(tmp_path):
     assert fields[:5] == ["ben", "q3", "PASS", "4/4", "FAIL"] and "ok ->" in line, out.stdout
     stray = _cli("report", "--results", results, "--dry-run")
     assert stray.returncode == 2 and "--dry-run goes with --rejudge" in stray.stderr
+
+
+def test_evidence_names_the_checks_code_and_a_rejudge_says_when_it_changed(tmp_path):
+    """A verdict is traced to the code that gave it: evidence records the sha256 of the lab's checks module
+    (a file or a package); a re-judge by changed checks says so, even when no verdict changed."""
+    import shutil
+
+    lab_dir = tmp_path / "labs" / "kprobes"
+    shutil.copytree(REPO / "labs" / "kprobes", lab_dir, ignore=shutil.ignore_patterns("__pycache__"))
+    results = _graded_folder(tmp_path, load_lab(str(lab_dir)), students=("ann",))
+    row = json.loads((results / "journal.jsonl").read_text())
+    doc = json.loads((results / "students" / "ann" / row["evidence"]).read_text())
+    assert len(doc["lab"]["checks_sha256"]) == 64 and doc["lab"]["checks_sha256"] != doc["lab"]["spec_sha256"]
+    assert doc["lab"]["checks_sha256"] == load_lab("kprobes").identity()["checks_sha256"]   # the same code
+    uprobes = load_lab("uprobes").identity()["checks_sha256"]                               # a one-file module
+    assert len(uprobes) == 64 and uprobes != doc["lab"]["checks_sha256"]
+    same = _cli("report", "--results", results, "--rejudge")
+    assert same.returncode == 0 and "the lab changed" not in same.stderr, same.stderr
+    with open(lab_dir / "checks" / "files.py", "a") as f:
+        f.write("\n# a comment is a change of code too\n")
+    changed = _cli("report", "--results", results, "--rejudge", "--dry-run")
+    assert changed.returncode == 0 and "0 verdicts changed" in changed.stderr, changed.stderr
+    assert "since the first judgement the lab changed: its checks' code for 1 student (%s)" % lab_dir in changed.stderr
