@@ -184,3 +184,23 @@ def test_uprobes_lab_wrong_cheating_and_variants_on_the_vm(roster, tmp_path):
     assert journal["reference"]["score"] == journal["variants"]["score"] == 13
     again = grader("report", "--results", str(results), "--rejudge", timeout=300)
     assert again.returncode == 0 and "0 verdicts changed" in again.stderr, again.stderr
+
+
+def test_uprobes_examples_of_the_text_run_in_the_vm(lab_vm):
+    """The uprobes text's examples as a student runs them: `bpfhol start uprobes`, then sudo bpftrace on each
+    (installed in the lab folder by the roles); each ends itself and prints what its section says.  The loopback
+    test runs them on this host's kernel; this runs them on the lab's, with the VM's bpftrace."""
+    start = lab_vm.run("bpfhol stop >/dev/null; bpfhol start uprobes", timeout=180)
+    assert start.returncode == 0 and "uprobeme: running (pid" in start.stdout, start.stdout + start.stderr
+    expect = {"01": "order ", "02": " -> ", "03": "@usecs", "04": "strto"}
+    try:
+        for script in sorted((REPO / "labs" / "uprobes" / "examples").glob("*.bt")):
+            r = lab_vm.run("sudo timeout -k 5 170 bpftrace /opt/bpfhol/labs/uprobes/examples/%s" % script.name,
+                           timeout=200)
+            assert r.returncode == 0, (script.name, r.stderr[-2000:])
+            assert expect[script.name[:2]] in r.stdout, (script.name, r.stdout[-2000:])
+            if script.name.startswith("04"):
+                assert any(job in r.stdout for job in ("sync_ledger", "price_basket", "audit_trail", "ship_parcel"))
+    finally:
+        stop = lab_vm.run("bpfhol stop", timeout=180)
+    assert stop.returncode == 0, stop.stdout + stop.stderr
