@@ -126,8 +126,9 @@ def _bounds(rec):
 
 def _fits(rows, calls):
     """Can the calls (least, most) fill the buckets (lo, end, count) one to one, each call in a bucket it could
-    have been measured in?  Buckets are disjoint, so a call's buckets are a run of them: fill the buckets in
-    order, each with the waiting calls whose run ends first (earliest deadline first is optimal here)."""
+    have been measured in?  Sorted, the buckets' starts and ends both rise (they overlap by the one unit allowed
+    below at most), so a call's buckets are a run of them: fill the buckets in order, each with the waiting calls
+    whose run ends first (earliest deadline first is optimal for runs)."""
     rows = sorted(rows)
     spans = []
     for least, most in calls:
