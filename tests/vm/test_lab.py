@@ -16,6 +16,7 @@ against a host you already provisioned (e.g. one booted with images/qemu-vm), se
 (the inventory is used by the re-provision test; without it that test is skipped).
 """
 
+import base64
 import json
 import os
 import re
@@ -587,6 +588,38 @@ def test_lab_is_installed(lab):
     assert len(rules) == 1, r.stdout
 
 
+def release_tool():
+    """scripts/release-student as a module (its normalize() and answer list are what a release is checked by)."""
+    from importlib.machinery import SourceFileLoader
+    import types
+
+    loader = SourceFileLoader("release_student", str(REPO / "scripts" / "release-student"))
+    module = types.ModuleType(loader.name)
+    loader.exec_module(module)
+    return module
+
+
+@pytest.mark.vm
+def test_no_reference_answers_on_the_vm(lab):
+    """The student is root on the VM: nothing on it may be a reference answer or a passing fixture (it was
+    provisioned from the student edition, and the role installs no solutions/ of its own).  The answers folder
+    is left out: the grading tests save the references there, as a student saves answers."""
+    tool = release_tool()
+    answers = tool.answers_of(tool.Source(None))
+    assert len(answers) >= 8, answers
+    r = lab.run("test ! -e /opt/bpfhol/labs/kprobes/solutions && test ! -e /opt/bpfhol/labs/uprobes/solutions"
+                " && echo none; find / -xdev -path /home/vagrant/answers -prune -o -name '*.bt' -type f -size -64k"
+                " -print0 2>/dev/null"
+                " | xargs -0 -r sh -c 'for f; do printf \"=== %s\\n\" \"$f\"; cat \"$f\"; echo; done' sh",
+                sudo=True, timeout=300)
+    assert r.stdout.startswith("none"), r.stdout[:500] + r.stderr
+    files = dict(re.findall(r"^=== (\S+)\n(.*?)(?=^=== |\Z)", r.stdout, re.S | re.M))
+    assert any(path.startswith("/opt/bpfhol/labs/kprobes/examples/") for path in files), sorted(files)
+    found = {path: answers[tool.normalize(text)] for path, text in files.items()
+             if tool.normalize(text) in answers}
+    assert not found, f"reference answers on the student's VM: {found}"
+
+
 @pytest.mark.vm
 def test_bpfhol_start_kprobe_sees_it_and_stop(lab):
     """bpfhol (as the student, through sudo) starts the unit; a kprobe sees the lab file once a second
@@ -633,8 +666,11 @@ def test_bpfhol_start_kprobe_sees_it_and_stop(lab):
 def test_reference_solutions_answer_correctly(lab, kernel):
     """All four solutions watch one kprobeme run with a truth log and unusual parameters."""
     work = "/var/tmp/bpfhol-soltest"
-    setup = lab.run(f"rm -rf {work}; mkdir -p {work}; echo data > {work}/the-lab-file.txt;"
-                    f" cp {GUEST_LAB}/solutions/q*.bt {work}/", sudo=True, timeout=60)
+    # The references come from the instructor's checkout: the VM holds none (test_no_reference_answers_on_the_vm).
+    upload = "".join(f" echo {base64.b64encode(p.read_bytes()).decode()} | base64 -d > {work}/{p.name};"
+                     for p in sorted((LAB / "solutions").glob("q*.bt")))
+    setup = lab.run(f"rm -rf {work}; mkdir -p {work}; echo data > {work}/the-lab-file.txt;{upload}",
+                    sudo=True, timeout=60)
     assert setup.returncode == 0, setup.stderr
     wl = (f"/opt/bpfhol/bin/kprobeme --file {work}/the-lab-file.txt --leak-every 3 --interval-ms 500"
           f" --duration-s 8 --seed 777 --linger-s 120 --truth-log {work}/truth.jsonl")
