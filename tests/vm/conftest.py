@@ -30,7 +30,9 @@ instead (ArmLabVM below: images/build-box --arch arm64, booted with images/qemu-
 ansible-playbook; same API; opt-in and slow, not part of the default run); BPFHOL_SKIP_VM=1 skips (the only reason to skip:
 otherwise a box that does not build or a VM that does not boot is a test failure); BPFHOL_KEEP_VM=1 keeps the VM
 after the run (its .vagrant dir is printed).  The VM gets its own libvirt domain name and its own .vagrant dir
-(VAGRANT_DOTFILE_PATH), so it never collides with a student's `vagrant up` in vagrant/.
+(VAGRANT_DOTFILE_PATH), so it never collides with a student's `vagrant up` in vagrant/.  It is brought up from the
+student edition of the working tree (scripts/release-student --worktree into its workdir), as students get it: the
+playbook and roles run from there, and what they install comes from there (`edition`: that folder).
 """
 
 import json
@@ -52,7 +54,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ansible_recap import play_recap  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-VAGRANT_DIR = REPO / "vagrant"
 SUITES = {"debian13": "trixie", "debian12": "bookworm"}
 ARCH = os.environ.get("BPFHOL_ARCH", "amd64")
 ARM64_HOST_TOOLS = {"qemu-system-aarch64": "qemu-system-arm", "mkfs.fat": "dosfstools", "mcopy": "mtools",
@@ -63,6 +64,18 @@ def _tail(text, n=25):
     return "\n".join((text or "").strip().splitlines()[-n:])
 
 
+def student_edition(into):
+    """What students clone: scripts/release-student of this working tree (no reference answers), with this
+    checkout's .venv where the edition's own scripts/setup-host would have made one."""
+    r = subprocess.run([str(REPO / "scripts" / "release-student"), "--worktree", str(into)], capture_output=True,
+                       text=True, timeout=300)
+    if r.returncode != 0:
+        raise AssertionError(f"scripts/release-student failed: {r.stdout}{r.stderr}")
+    if (REPO / ".venv").is_dir():
+        os.symlink(REPO / ".venv", Path(into) / ".venv")
+    return Path(into)
+
+
 class LabVM:
     def __init__(self, workdir, guest):
         self.workdir = Path(workdir)
@@ -71,7 +84,9 @@ class LabVM:
         self.answers_dir = self.workdir / "answers"
         self.answers_dir.mkdir(parents=True, exist_ok=True)
         self.log = self.workdir / "vagrant.log"
-        self.env = dict(os.environ, VAGRANT_CWD=str(VAGRANT_DIR), VAGRANT_DOTFILE_PATH=str(self.workdir / ".vagrant"),
+        # The VM is brought up and provisioned from the student edition, as a student does it.
+        self.edition = student_edition(self.workdir / "edition")
+        self.env = dict(os.environ, VAGRANT_CWD=str(self.edition / "vagrant"), VAGRANT_DOTFILE_PATH=str(self.workdir / ".vagrant"),
                         BPFHOL_GUEST=guest, BPFHOL_VM_NAME=self.name, BPFHOL_ANSWERS_DIR=str(self.answers_dir),
                         VAGRANT_DEFAULT_PROVIDER="libvirt", VAGRANT_NO_COLOR="1", VAGRANT_CHECKPOINT_DISABLE="1",
                         ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
@@ -365,7 +380,7 @@ def lab_vm(lab_box, lab_vm_guest, pytestconfig):
             print(f"\nBPFHOL_KEEP_VM=1: arm64 VM kept: images/qemu-vm ssh --name {vm.name}; "
                   f"inventory {vm.inventory}; stop: images/qemu-vm stop --name {vm.name}")
         elif os.environ.get("BPFHOL_KEEP_VM") == "1":
-            print(f"\nBPFHOL_KEEP_VM=1: VM kept; VAGRANT_CWD={VAGRANT_DIR} VAGRANT_DOTFILE_PATH={workdir}/.vagrant "
+            print(f"\nBPFHOL_KEEP_VM=1: VM kept; VAGRANT_CWD={vm.edition}/vagrant VAGRANT_DOTFILE_PATH={workdir}/.vagrant "
                   f"BPFHOL_VM_NAME={vm.name} BPFHOL_ANSWERS_DIR={vm.answers_dir}")
         else:
             vm.destroy()

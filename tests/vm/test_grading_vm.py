@@ -204,3 +204,34 @@ def test_uprobes_examples_of_the_text_run_in_the_vm(lab_vm):
     finally:
         stop = lab_vm.run("bpfhol stop", timeout=180)
     assert stop.returncode == 0, stop.stdout + stop.stderr
+
+
+@pytest.mark.parametrize("lab_name", ["kprobes", "uprobes"])
+def test_no_script_of_the_student_edition_passes_a_question(roster, tmp_path, lab_name):
+    """Every bpftrace script students receive (the student edition: examples, nothing else), with its
+    `interval ... exit()` removed as a student handing it in would, graded for real on the VM: its output, judged
+    from the evidence by every question's check (a script may be handed in for any question), passes none."""
+    from grader.labspec import load_lab
+    from student_edition import build_edition, edition_scripts, examples_as_submissions, questions_passed
+
+    lab = load_lab(lab_name)
+    edition = build_edition(tmp_path / "edition")
+    scripts = edition_scripts(edition, lab_name)
+    assert scripts and all("/examples/" in name for name in scripts), sorted(scripts)
+    where = examples_as_submissions(scripts, lab, tmp_path / "SUBMISSIONS", REPO / "labs" / lab_name / "solutions")
+    results = tmp_path / "results"
+    proc = grader("submissions", str(tmp_path / "SUBMISSIONS"), "--vms", str(roster), "--lab", lab_name,
+                  "--results", str(results), "--quiet", timeout=3600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    journal = [json.loads(l) for l in (results / "journal.jsonl").read_text().splitlines()]
+    passing, ran = [], 0
+    for row in journal:
+        doc = json.loads((results / "students" / row["student"] / row["evidence"]).read_text())
+        ran += sum(1 for item in doc["reply"]["scripts"] if item.get("status") != "missing")
+        passing += [(where[(row["student"], slot)], question, reason)
+                    for slot, question, reason in questions_passed(lab, doc)]
+    controls = {name.split(":")[1] for name in where.values() if name.startswith("reference:")}
+    assert ran == len(scripts) + len(controls)
+    assert controls and controls == {question for name, question, _ in passing if name == "reference:" + question}
+    leaks = [p for p in passing if not p[0].startswith("reference:")]
+    assert not leaks, "scripts students receive pass questions: %s" % leaks
