@@ -192,15 +192,15 @@ def test_uprobes_examples_of_the_text_run_in_the_vm(lab_vm):
     test runs them on this host's kernel; this runs them on the lab's, with the VM's bpftrace."""
     start = lab_vm.run("bpfhol stop >/dev/null; bpfhol start uprobes", timeout=180)
     assert start.returncode == 0 and "uprobeme: running (pid" in start.stdout, start.stdout + start.stderr
-    expect = {"01": "order ", "02": " -> ", "03": "@usecs", "04": "strto"}
+    expect = {"01": "parse_field(\"", "02": ") returned ", "03": "@job_ns", "04": "nanosleep+0"}
     try:
         for script in sorted((REPO / "labs" / "uprobes" / "examples").glob("*.bt")):
             r = lab_vm.run("sudo timeout -k 5 170 bpftrace /opt/bpfhol/labs/uprobes/examples/%s" % script.name,
                            timeout=200)
             assert r.returncode == 0, (script.name, r.stderr[-2000:])
             assert expect[script.name[:2]] in r.stdout, (script.name, r.stdout[-2000:])
-            if script.name.startswith("04"):
-                assert any(job in r.stdout for job in ("sync_ledger", "price_basket", "audit_trail", "ship_parcel"))
+            if script.name.startswith("04"):       # frames of uprobeme's own are named, not hex
+                assert "main+" in r.stdout or "fetch_quote+" in r.stdout, r.stdout[-2000:]
     finally:
         stop = lab_vm.run("bpfhol stop", timeout=180)
     assert stop.returncode == 0, stop.stdout + stop.stderr
