@@ -99,6 +99,71 @@ def test_uprobes_cheats_fail_and_variants_pass(tmp_path, farm, lab_prefix):
     assert journal["variants"]["score"] == 13 and journal["cheat"]["score"] == 0
 
 
+
+EXIT_LINE = re.compile(r"(?m)^interval:s:\d+ \{ exit\(\); \}\n")
+
+
+def example_as_answer(name, prefix):
+    """An example of the text as a student might hand it in: its self-ending `interval:s:N { exit(); }` line
+    removed (the grader ends every script with Ctrl-C after its window), pointed at this host's install tree."""
+    source = (LAB / "examples" / name).read_text()
+    answer, removed = EXIT_LINE.subn("", source)
+    assert removed == 1, "%s: expected one interval:s:N { exit(); } line" % name
+    return answer.replace("/opt/bpfhol/", str(prefix) + "/")
+
+
+def test_no_example_of_the_text_passes_any_question(tmp_path, farm, lab_prefix):
+    """The student edition holds the text's examples: none may earn a point.  One real grading run on a loopback
+    host with the four examples (exit() removed) handed in as the four answers; then each example's output, run
+    for the whole window beside the real uprobeme, is judged against every question by the lab's checks, as a
+    re-judge would from the evidence.  Each example must have attached and shown what its section says, or the
+    verdicts prove nothing."""
+    from grader import bpftrace_output, grading
+    from grader.labspec import load_lab
+
+    lab = load_lab("uprobes")
+    prefix = lab_prefix["root"]
+    examples = sorted(p.name for p in (LAB / "examples").glob("*.bt"))
+    assert len(examples) <= len(lab.exercises), "grade the examples in more than one run"
+    answers = {ex.script: example_as_answer(name, prefix) for ex, name in zip(lab.exercises, examples)}
+    host = farm.add()
+    roster = tmp_path / "roster.yml"
+    roster.write_text(yaml.safe_dump({"students": [
+        {"student": "examples", "host": "127.0.0.1", "port": host.port, "user": "root", "key": host.key,
+         "agent": lab_prefix["agent"], "answers": answers_folder(tmp_path, "examples", answers)}]}))
+    results = tmp_path / "results"
+    proc = subprocess.run([sys.executable, "-m", "grader", "grade", str(roster), "--lab", "uprobes", "--results",
+                           str(results), "--parallel", "1", "--quiet"], cwd=REPO, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [row] = map(json.loads, (results / "journal.jsonl").read_text().splitlines())
+    assert row["status"] == "graded" and row["score"] == 0, [(e["id"], e["reason"]) for e in row["exercises"]]
+    [path] = results.glob("students/*/%s" % Path(row["evidence"]).name)
+    reply = json.loads(path.read_text())["reply"]
+    items = {item["name"]: item for item in reply["scripts"]}
+    orders = row["workload"]["orders"]
+    shows = {"01": lambda out: any('parse_field("' in line for line in out.lines),
+             "02": lambda out: any(re.search(r'parse_field\("(\d+)"\) returned \1\b', line) for line in out.lines),
+             "03": lambda out: sum(c for _, _, c in out.hist_buckets().get("@job_ns", [])) == orders,
+             "04": lambda out: any("nanosleep" in (key or "") for _, key, _ in out.map_items())}
+    passed = []
+    for ex, name in zip(lab.exercises, examples):
+        item = items[ex.id]
+        out = bpftrace_output.parse(item.get("stdout", ""))
+        assert item.get("attached") and shows[name[:2]](out), (name, item.get("stderr", "")[-1000:],
+                                                               out.excerpt(12))
+        as_every_answer = dict(reply, scripts=[dict(item, name=other.id) for other in lab.exercises])
+        result = grading.evaluate(lab, name, as_every_answer)
+        for verdict in result.exercises:
+            # judged by the check itself, not stopped earlier (a compile error would prove nothing)
+            assert verdict.reason not in ("missing", "compile_error", "not_attached", "attach_failed",
+                                          "attach_timeout", "wrong_probe_type", "flooded", "stop_timeout"), \
+                (name, verdict.id, verdict.reason, verdict.feedback)
+            if verdict.passed:
+                passed.append((name, verdict.id, verdict.feedback))
+    assert not passed, passed
+
+
 @pytest.mark.parametrize("example", sorted(p.name for p in (LAB / "examples").glob("*.bt")))
 def test_every_example_of_the_text_runs_and_ends_itself(tmp_path, lab_prefix, example):
     """The text's examples, against a running uprobeme (the menu's copy runs it without arguments), with the
