@@ -8,9 +8,9 @@ installed does a small built-in reader take over (host lines and their own varia
 A row may carry the student's LMS identity (name, email, lms_id, sis_id, login, section; in an inventory the
 host variables bpfhol_name, bpfhol_email, ...), which the Canvas and Moodle exports use to match students.
 
-A roster the grader cannot read at all is a GraderError (one line, exit 2).  A bad ROW
-(missing host, duplicate id, missing key file) becomes that student's "not gradable"
-result so the rest of the cohort is graded.
+A roster the grader cannot read at all is a GraderError (one line, exit 2), and so is one that names a lab VM
+twice (two rows, one host:port and one answers folder).  A bad ROW (missing host, duplicate id, missing key file)
+becomes that student's "not gradable" result so the rest of the cohort is graded.
 """
 
 import csv
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import yaml
 
+from .backend.ssh import key_mode_problem
 from .errors import GraderError
 
 DEFAULT_USER = "bpfhol-grader"
@@ -74,7 +75,8 @@ MAX_KEY_BYTES = 64 << 10      # an OpenSSH RSA-16384 private key is ~12 KiB
 
 
 def key_problem(key):
-    """Why ``key`` cannot be an SSH private key, or "" (checked before any connection).
+    """Why ``key`` cannot be an SSH private key, or "" (checked before any connection): missing, too big, a
+    public key, or readable by group or others (refused as OpenSSH refuses it).
 
     A .pub given as key was retried three times as "host unreachable"; a huge file given as key was read whole
     (1.3 GB RSS).  Only the first bytes are read, and the size is checked first."""
@@ -95,7 +97,7 @@ def key_problem(key):
     if text.startswith(("ssh-", "ecdsa-", "sk-ssh", "sk-ecdsa")) or key.endswith(".pub"):
         private = key[:-4] if key.endswith(".pub") else "the file without .pub"
         return "key file %s is a public key: give the private key (%s)" % (key, private)
-    return ""
+    return key_mode_problem(key)
 
 
 def _unsafe_char(c):
@@ -513,4 +515,31 @@ def _checked(entries, path):
             entry.student = "%s (row %d)" % (entry.student, i + 1)
         else:
             seen[entry.student] = i
+    _refuse_shared_vms(entries, path)
     return entries
+
+
+def answers_place(entry):
+    """Where a row's scripts are read on its host, as the roster names it: its `answers` folder, else the home
+    of its `student_user` (the lab's answers_dir under it).  Rows of a VM roster (submissions mode) name
+    neither, so any two of them naming one host:port compare equal here."""
+    return entry.answers.rstrip("/") if entry.answers else "~%s" % entry.student_user
+
+
+def _refuse_shared_vms(entries, path):
+    """Two usable rows naming one host:port and one answers folder are one VM graded twice: the second student
+    got the first one's 10/10, silently.  That stops the run in one line naming both rows (exit 2).  Rows that
+    name their own answers folder (or student account) on a shared host are different students and allowed;
+    rows already not gradable never connect, so they cannot copy anyone's grade."""
+    first = {}
+    for i, entry in enumerate(entries):
+        if entry.problem or not entry.host:
+            continue
+        place = (entry.host.lower(), entry.port, answers_place(entry))
+        if place in first:
+            j, other = first[place]
+            raise GraderError("roster %s: rows %d (%s) and %d (%s) both name %s:%d and the same answers folder (%s):"
+                              " one lab VM would be graded twice; give each row its own host or port (on a shared "
+                              "host, its own answers: folder)" % (path, j + 1, other.student, i + 1, entry.student,
+                                                                  entry.host, entry.port, place[2]))
+        first[place] = (i, entry)

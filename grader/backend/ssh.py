@@ -16,6 +16,7 @@ first waits, within the old job's bound, until no process there still names the 
 
 import contextlib
 import json
+import os
 import re
 import shlex
 import socket
@@ -38,6 +39,23 @@ WORK_DIR = re.compile(r"^/tmp/bpfhol-[A-Za-z0-9]{10}$")
 def _why(exc):
     """An exception's text for a message: it can carry the peer's words (banners, disconnect reasons)."""
     return safe_text(str(exc)).strip()[:160] or type(exc).__name__
+
+
+def key_mode_problem(key):
+    """Why OpenSSH would ignore the private key file ``key`` for its permissions, or "".
+
+    OpenSSH's rule (sshkey_perm_ok): a key file owned by the user running ssh that its group or others may
+    read, write or run is "UNPROTECTED" and ignored.  paramiko has no such rule, so a 0644 key (a copy under
+    umask 022, a bundle unpacked by another tool) was used, while an instructor's own `ssh -i` refused it.
+    The grader refuses it too, naming the fix."""
+    try:
+        st = os.stat(key)
+    except OSError:
+        return ""
+    if st.st_uid == os.getuid() and st.st_mode & 0o077:
+        return ("key file %s is accessible by group or others (mode %04o), so OpenSSH refuses it: run chmod 600 %s"
+                % (key, st.st_mode & 0o7777, shlex.quote(str(key))))
+    return ""
 
 
 class _TrustOnFirstUse:
@@ -89,6 +107,8 @@ class SSHBackend:
 
         if self.key and not Path(self.key).is_file():
             raise HostError("key file not found: %s (fix the roster's key column)" % self.key, kind="roster")
+        if self.key and key_mode_problem(self.key):
+            raise HostError(key_mode_problem(self.key), kind="roster")
         # A row with a key logs in with that key only; a row without one logs in as `ssh` would, with the
         # instructor's agent and ~/.ssh/id_* (it crashed with a TypeError in fabric before).
         auth = ({"key_filename": [self.key], "look_for_keys": False, "allow_agent": False} if self.key

@@ -76,6 +76,24 @@ def row(student, host, agent, answers_dir=None, **extra):
 
 
 def write_roster(path, rows):
+    """The roster file.  Rows that name one sshd and one answers folder (several students graded from the same
+    reference scripts) get a copy of that folder each: the grader refuses two rows naming one host:port and one
+    answers folder (one VM graded twice, grader/roster.py), which is what these stand-ins for many VMs are not."""
+    import hashlib
+
+    seen = set()
+    rows = [dict(r) if isinstance(r, dict) else r for r in rows]
+    for r in rows:
+        if not isinstance(r, dict) or not r.get("answers") or not os.path.isdir(str(r["answers"])):
+            continue
+        place = (r.get("host"), r.get("port"), r["answers"])
+        if place in seen:
+            tag = hashlib.sha256(str(r.get("student")).encode("utf-8", "surrogatepass")).hexdigest()[:8]
+            copy = "%s-%s" % (str(r["answers"]).rstrip("/"), tag)
+            if not os.path.isdir(copy):
+                shutil.copytree(r["answers"], copy, symlinks=True)
+            r["answers"] = copy
+        seen.add(place)
     Path(path).write_text(yaml.safe_dump({"students": rows}, allow_unicode=True))
     return str(path)
 

@@ -7,6 +7,7 @@ from grader.roster import load_roster
 def test_yaml_csv_ini_and_ssh_config(tmp_path):
     key = tmp_path / "k"
     key.write_text("x")
+    key.chmod(0o600)
     (tmp_path / "r.yml").write_text("students:\n- {student: a, host: 10.0.0.1, port: 2222, user: g, key: k}\n")
     [a] = load_roster(tmp_path / "r.yml")
     assert (a.student, a.host, a.port, a.user, a.key, a.problem) == ("a", "10.0.0.1", 2222, "g", str(key), "")

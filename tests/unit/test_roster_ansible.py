@@ -21,6 +21,7 @@ def by_student(entries):
 def keys(tmp_path):
     for name in ("lab.key", "solo.key"):
         (tmp_path / name).write_text("not a real key\n")
+        (tmp_path / name).chmod(0o600)          # as ssh-keygen leaves it: a 0644 key is refused, as OpenSSH does
     return tmp_path
 
 
@@ -41,9 +42,11 @@ def test_ini_inventory_with_group_vars_host_vars_and_ranges(keys):
     (keys / "host_vars").mkdir()
     (keys / "host_vars" / "lab02.yml").write_text(
         "ansible_host: 10.1.0.2\nbpfhol_student: bob\nbpfhol_email: bob@example.edu\nbpfhol_sis_id: '20123457'\n")
+    # each VM its own address (two rows on one host:port are refused: one VM graded twice)
+    (keys / "host_vars" / "lab03.yml").write_text("ansible_host: 10.1.0.3\n")
     got = by_student(load_roster(inv))
     assert sorted(got) == ["bob", "lab01", "lab03", "prof", "solo"]
-    for name, host in [("lab01", "10.1.0.1"), ("bob", "10.1.0.2"), ("lab03", "10.1.0.1")]:
+    for name, host in [("lab01", "10.1.0.1"), ("bob", "10.1.0.2"), ("lab03", "10.1.0.3")]:
         e = got[name]
         assert (e.host, e.port, e.user, e.key, e.problem) == (host, 2222, "bpfhol-grader", str(keys / "lab.key"), "")
         assert e.identity["section"] == "CS 326-01"

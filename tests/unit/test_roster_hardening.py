@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_newline_in_an_id_cannot_print_a_forged_row(tmp_path):
     key = tmp_path / "k"
     key.write_text("x")
+    key.chmod(0o600)
     (tmp_path / "r.yml").write_text(
         'students:\n  - {student: "mallory\\nalice    10/10   ok   ok   ok", host: 10.0.0.1, key: %s}\n'
         '  - {student: alice, host: 10.0.0.2, key: %s}\n' % (key, key))
@@ -73,6 +74,7 @@ def test_key_files_are_checked_before_connecting(tmp_path):
 
     priv, pub, huge = tmp_path / "id", tmp_path / "id.pub", tmp_path / "huge"
     priv.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n")
+    priv.chmod(0o600)
     pub.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE bpfhol\n")
     with open(huge, "wb") as fh:                 # sparse 2 GiB: must be refused by its size, never read
         fh.truncate(2 << 30)
