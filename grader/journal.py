@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .errors import ResultsBusy, WriteError
 from .grading import StudentResult
-from .reports import gradescope, write_atomic
+from .reports import DIR_MODE, FILE_MODE, gradescope, private_dir, write_atomic
 from .safetext import safe_tree
 
 
@@ -65,6 +65,14 @@ def _sane(data):
     return True
 
 
+def _owner_only(fd):
+    """0600 whatever the umask or an older grader left; a file of another user's is left as it is."""
+    try:
+        os.fchmod(fd, FILE_MODE)
+    except PermissionError:
+        pass
+
+
 LOCK_NAME = ".grader.lock"
 _held = {}                      # lock file path -> fd this process holds it by (kept until the process ends)
 _held_lock = threading.Lock()
@@ -74,19 +82,36 @@ class Journal:
     """A results folder, held by one grader at a time (``hold``): two runs on one folder would
     grade every student twice and the last journal line would decide."""
 
-    def __init__(self, results_dir, wait=False, hold=True):
+    def __init__(self, results_dir, wait=False, hold=True, show_output=False):
+        """``show_output``: each student's results.json (student-visible) also shows the first lines of their
+        scripts' raw output; off by default (feedback only), the evidence keeps the output either way."""
         self.dir = Path(results_dir)
+        self.show_output = show_output
         self.path = self.dir / "journal.jsonl"
         self.lock = threading.Lock()
         self._holder_fd = None
         try:
-            (self.dir / "students").mkdir(parents=True, exist_ok=True)
+            self._make_private()
         except OSError as exc:
             raise WriteError("cannot write results: the folder %s cannot be created (%s); pick another --results "
                              "or fix its permissions" % (self.dir, exc.strerror))
         if hold:
             self.hold(wait)
             self.remove_stale_temp_files()
+
+    def _make_private(self):
+        """The results folder is 0700 and so is every folder the grader makes in it, whatever the umask (under
+        umask 022 evidence, lms.json and the reports were world-readable).  A folder that was there already is
+        closed too when it is a results folder (an older grader's) or empty, never any other (``--results /tmp``
+        must not close /tmp)."""
+        existed = self.dir.is_dir()
+        if existed and ((self.dir / "journal.jsonl").exists() or (self.dir / LOCK_NAME).exists()
+                        or not any(self.dir.iterdir())):
+            try:
+                os.chmod(self.dir, DIR_MODE)
+            except PermissionError:
+                pass                 # not ours: the files in it are still 0600
+        private_dir(self.dir / "students")
 
     def hold(self, wait=False):
         """An exclusive flock on <results>/.grader.lock for this process's life (the kernel drops it when
@@ -99,7 +124,8 @@ class Journal:
                 self._holder_fd = _held[key]
                 return
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+            _owner_only(fd)
         except OSError as exc:
             raise WriteError("cannot write results: %s (%s); fix the folder's permissions" % (path, exc.strerror))
         told = False
@@ -186,16 +212,18 @@ class Journal:
             try:
                 result.lab = result.lab or lab.name
                 student_dir = self.dir / "students" / slug(result.student)
-                student_dir.mkdir(parents=True, exist_ok=True)
+                private_dir(student_dir)
                 doc = getattr(result, "evidence_doc", None)
                 if doc is not None:
                     name = "evidence-%d.json" % int(result.graded_at * 1000)
                     write_atomic(student_dir / name, json.dumps(doc, sort_keys=True))
                     result.evidence = name
                 line = json.dumps(result.to_dict(), sort_keys=True) + "\n"
-                write_atomic(student_dir / "results.json", json.dumps(gradescope.results_json(result, lab), indent=2))
-                fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+                student_doc = gradescope.results_json(result, lab, show_output=self.show_output)
+                write_atomic(student_dir / "results.json", json.dumps(student_doc, indent=2))
+                fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, FILE_MODE)
                 try:
+                    _owner_only(fd)              # a journal of an older grader was 0644
                     data = line.encode()
                     size = os.fstat(fd).st_size
                     if size and os.pread(fd, 1, size - 1) != b"\n":

@@ -14,12 +14,40 @@ def clean(text, limit=4000):
     return safe_text(text)[:limit]
 
 
+FILE_MODE = 0o600      # evidence holds scripts and truth, lms.json emails and SIS ids: the instructor's alone
+DIR_MODE = 0o700
+
+
+def private_dir(path):
+    """``mkdir -p path``, each folder it creates made 0700 whatever the umask (mkdir's mode is cut by it)."""
+    path = Path(path)
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, DIR_MODE)
+        except FileExistsError:
+            if not folder.is_dir():
+                raise
+            continue                 # another thread made it: its creator sets the mode
+        os.chmod(folder, DIR_MODE)
+
+
 def write_atomic(path, text):
+    """Write a file whole (a temporary file, fsync, rename) and 0600 whatever the umask: everything the grader
+    writes in a results folder is the instructor's (reports name students and scores; evidence holds their
+    scripts and the truth; lms.json their emails and SIS ids)."""
     path = Path(path)
     tmp = path.with_name(".%s.tmp" % path.name)
     # UTF-8 whatever the locale (the HTML says so); "replace" is the last net under clean().
     try:
-        with open(tmp, "w", encoding="utf-8", errors="replace") as fh:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
+        os.fchmod(fd, FILE_MODE)     # a temporary file left by an older run keeps its mode through O_TRUNC
+        with open(fd, "w", encoding="utf-8", errors="replace") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
@@ -67,6 +95,6 @@ def write_student_pages(results, lab, results_dir):
 
     for r in results:
         student_dir = Path(results_dir) / "students" / slug(r.student)
-        student_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(student_dir)
         write_atomic(student_dir / "index.html",
                      html_report.render_student(r, lab, _evidence(results_dir, student_dir, r)))
