@@ -224,11 +224,50 @@ def _facts(facts):
             for k in FACT_KEYS if k in facts}
 
 
-def evaluate(lab, student, raw, visible_only=False):
-    """Turn the agent's result document into a StudentResult."""
+def _answer_folders(job):
+    """The folders on the host a cohort job reads the scripts from (its ``path`` specs); [] for uploads."""
+    folders = []
+    for spec in (job or {}).get("scripts") or []:
+        if isinstance(spec, dict) and isinstance(spec.get("path"), str):
+            folder = spec["path"].rsplit("/", 1)[0] or "/"
+            if folder not in folders:
+                folders.append(folder)
+    return folders
+
+
+def no_scripts_found(items, job, exercises):
+    """The one-line reason a cohort student is not gradable when the agent found none of their scripts, or "".
+
+    Every script "not found" in the answers folder the roster names is the roster's doing far more often than
+    the student's (a forgotten `answers:` or `student_user:` on cloud VMs, an account named otherwise): graded,
+    it was 0/10 with exit 0 for a whole cohort, and the zeros went to the LMS.  Not gradable instead, with the
+    fix; a rerun after the fix grades them.  One script missing stays that question's FAIL.  Submissions
+    (uploads) are what the student handed in, so handing in nothing stays a graded 0 with per-question feedback."""
+    # the agent's own word for each: status "missing" is its FileNotFoundError on the path (grader/agent.py)
+    if not exercises or any((items.get(ex.id) or {}).get("status") != "missing" for ex in exercises):
+        return ""
+    folders = _answer_folders(job)
+    if not folders:
+        return ""
+    names = ", ".join(ex.script for ex in exercises)
+    return ("no scripts found in %s (fix: the student saves %s there, or the roster names the folder that holds "
+            "them with answers: or student_user:; then rerun)" % (" and ".join(folders), names))
+
+
+def evaluate(lab, student, raw, visible_only=False, job=None):
+    """Turn the agent's result document into a StudentResult (``job``: the job it answered, to name the answers
+    folder when no script was found there)."""
     if not isinstance(raw, dict) or not raw.get("ok"):
         err = raw.get("error") if isinstance(raw, dict) else "unreadable agent reply"
         raise HostError("agent error: %s" % str(err)[:300], kind="agent")
+    items = {}
+    for item in raw.get("scripts") or []:
+        if isinstance(item, dict):
+            items[str(item.get("name"))] = item
+    judged = [ex for ex in lab.exercises if ex.visible or not visible_only]
+    nothing = no_scripts_found(items, job, judged)
+    if nothing:
+        raise HostError(nothing, kind="no_scripts")
     if (raw.get("facts") or {}).get("tracefs") is False:
         raise HostError("VM broken: tracefs is not mounted at /sys/kernel/tracing, so no probe can attach; "
                         "re-run the lab playbook (or mount -t tracefs nodev /sys/kernel/tracing)", kind="workload")
@@ -242,15 +281,9 @@ def evaluate(lab, student, raw, visible_only=False):
         stderr = str(workload.get("stderr", ""))[:300] if isinstance(workload, dict) else ""
         raise HostError("the workload recorded no %s (lab VM broken?) %s"
                         % ("%s records" % required if required else "events", stderr), kind="workload")
-    items = {}
-    for item in raw.get("scripts") or []:
-        if isinstance(item, dict):
-            items[str(item.get("name"))] = item
     result = StudentResult(student=student, status="graded", facts=_facts(raw.get("facts")),
                            workload=lab.truth_summary(truth))
-    for ex in lab.exercises:
-        if visible_only and not ex.visible:
-            continue
+    for ex in judged:
         res = judge_exercise(ex, lab, items.get(ex.id), truth)
         result.exercises.append(res)
     result.score = sum(e.score for e in result.exercises)
@@ -267,7 +300,7 @@ def grade(backend, lab, student, scripts, uploads=None, rng=None, visible_only=F
     started = time.time()
     job = build_job(lab, scripts, rng)
     raw = backend.run_agent_job(job, uploads or {}, timeout=job_timeout(job))
-    result = evaluate(lab, student, raw, visible_only)
+    result = evaluate(lab, student, raw, visible_only, job=job)
     result.host = backend.name
     result.seconds = round(time.time() - started, 2)
     result.graded_at = time.time()
@@ -293,7 +326,8 @@ def evidence(job, raw, result, lab=None):
 
 def rejudge(lab, doc):
     """A StudentResult from a saved evidence document, judged by today's checks (no VM involved)."""
-    result = evaluate(lab, str(doc.get("student", "")), doc.get("reply"))
+    job = doc.get("job") if isinstance(doc.get("job"), dict) else None
+    result = evaluate(lab, str(doc.get("student", "")), doc.get("reply"), job=job)
     result.host = str(doc.get("host", ""))
     result.seconds = float(doc.get("seconds") or 0)
     result.graded_at = float(doc.get("graded_at") or 0)
