@@ -17,17 +17,23 @@ A job runs in phases, each a function below, in this order:
     hold_lock        one job per host at a time (a second one waits, bounded, then says "busy")
     stage_scripts    copy each student script into a root-only folder, refuse what may not run
     make_lab_files   the randomized lab file and its decoy, in a root-only folder
-    start_workload   the workload starts HELD (its --hold): loader, truth log, spare fds done
+    clear_leftovers  what a killed job left (its folders, its processes) is removed, under the lock
+    start_workload   the workload starts HELD (its --hold): loader, truth log, spare fds done; it says
+                     so with one byte of no content on a pipe (its --notify-fd)
     start_scripts    every script under bpftrace with __BPFTRACE_NOTIFY_PROBES_ATTACHED set
     attach_barrier   bpftrace prints that marker line only after every probe is attached (0.17 on
                      stderr, 0.23 on stdout), so the marker is the proof; late scripts are stopped
     release_workload SIGUSR1: the workload's loop starts now, seen whole by every script
-    watch_window     the workload runs its loop to its "done" record; a decoy file is opened from
-                     this process
+    watch_window     the workload runs its loop until its second byte on the pipe; a decoy file is
+                     opened from this process
     stop_scripts     SIGINT (END probes run, maps print), SIGKILL after the grace; the workload
                      is still alive (its --linger-s), so user stacks resolve as they print
-    stop_workload    SIGTERM, then SIGKILL
+    stop_workload    SIGTERM once every script is gone: only then does the workload write its
+                     ground-truth log (it kept the records in memory), then SIGKILL
     read_truth       the workload's ground-truth log
+
+The truth is out of the scripts' reach: while any script runs, the workload neither formats nor writes
+a record and the agent never reads the log, so a probe on write(), read() or vfs_* sees no answer.
 
 Standard library only: it must run on a bare Debian 12/13 python3.
 
@@ -44,6 +50,7 @@ import platform
 import random
 import re
 import secrets
+import select
 import shutil
 import signal
 import stat
@@ -79,6 +86,7 @@ FLOOD_FACTOR = 16
 # Fixed bounds of the phases (seconds); worst_case_seconds() adds them up for the grader.
 BOUND_WORKLOAD_READY = 30      # exec + loader + truth log of the held workload
 BOUND_WORKLOAD_END = 10        # after the window, before the workload is terminated
+BOUND_WORKLOAD_EXIT = 3        # each wait for an ending process: the workload (it writes its log) or a script
 BOUND_SYSTEMCTL = 20           # each systemctl call of the menu's units (stop, then start again)
 BOUND_VERSION = 15             # bpftrace --version for the facts
 BOUND_SLACK = 20               # reading files, copying, python start-up on a slow (TCG) VM
@@ -87,14 +95,26 @@ DECOY_EVERY = 0.25
 # python loop at 20 Hz took a quarter of a vCPU.
 POLL_SLOW = 0.2
 POLL_WINDOW = 0.1
-# Only kernel headers may be included: a quoted or absolute include would let clang's error
-# messages quote the first lines of any file on the host (bpftrace runs as root).
-INCLUDE_RE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]*)[>"]', re.M)
+# Only kernel headers may be included: any other preprocessor line could make clang read a file of the
+# host (bpftrace runs as root) and quote it in its errors, or pull it into the program.  Judged on the
+# script as clang's first phases see it (line splices joined, comments gone), not on its spelling.
+INCLUDE_ROOTS = ("linux", "net", "uapi", "asm", "asm-generic")
+ALLOWED_INCLUDE_RE = re.compile(r"#[ \t\f\v]*include[ \t\f\v]*<((?:%s)/[A-Za-z0-9_][A-Za-z0-9_./-]*\.h)>[ \t\f\v]*"
+                                % "|".join(re.escape(root) for root in INCLUDE_ROOTS))
+# Preprocessor words that act outside a directive line (and the trigraph spellings of # and \).
+PREPROCESSOR_WORDS_RE = re.compile(r"\b(?:_Pragma|__has_include|__has_include_next|__has_embed)\b|\?\?[=/]|%:")
+# bpftrace's file builtin: cat("/etc/ssh/ssh_host_ed25519_key") needs no --unsafe (0.17 to 0.23) and prints
+# any file root can read.  A script learns what it traces, never what a file holds.
+FILE_BUILTIN_RE = re.compile(r"(?<![\w$@.>])cat\s*\(")
 # Kernel memory is what a script can take from the host: bpftrace raises RLIMIT_MEMLOCK itself (0.17 and
 # 0.23, main.cpp), and 6.x kernels charge BPF maps to the memory cgroup, so the limit that works is on the
 # map sizes a script may ask for (bpftrace 0.20+ `config = { max_map_keys = N }`, or its env spelling).
 MAX_MAP_KEYS = 65536
-MAP_KEYS_RE = re.compile(r"\b(?:max_map_keys|BPFTRACE_MAX_MAP_KEYS|BPFTRACE_MAP_KEYS_MAX)\s*=\s*(\d+)", re.I)
+MAP_KEYS_RE = re.compile(r"\b(?:max_map_keys|BPFTRACE_MAX_MAP_KEYS|BPFTRACE_MAP_KEYS_MAX)\s*=\s*([^\s;,}]*)", re.I)
+# Each distinct stack form (ustack, ustack(5), kstack(perf), ...) gets a stack map of its own, 131072 entries
+# in 0.17 (about 128 MiB of kernel memory with 127-frame stacks): ten of them pinned 1.26 GiB here.
+MAX_STACK_FORMS = 4
+STACK_FORM_RE = re.compile(r"(?<![\w$@.>])([uk]stack)\b(\s*\([^()]*\))?")
 
 
 class JobError(Exception):
@@ -213,7 +233,8 @@ def job_bounds(job):
 def run_seconds(bounds):
     """Worst case of one job once it holds the lock: every phase at its bound."""
     return (bounds["workload_ready"] + bounds["attach"] + bounds["window"] + bounds["workload_end"] + 6
-            + bounds["grace"] + bounds["attach"] + 5 + bounds["systemctl"] + bounds["version"] + bounds["slack"])
+            + bounds["grace"] + bounds["attach"] + 5 + BOUND_WORKLOAD_EXIT + bounds["systemctl"] + bounds["version"]
+            + bounds["slack"])
 
 
 def worst_case_seconds(job):
@@ -403,6 +424,90 @@ def hold_lock(wait):
     return fd
 
 
+# A job's folders (its work folder /run/bpfhol-agent-*, its lab folder under LAB_FILE_ROOT) are flock'ed by
+# the job while it lives: one that nobody holds was left by a job that was killed.
+WORK_PREFIX = "bpfhol-agent-"
+# With a lock per prefix (the benchmark's simulated hosts) other jobs run beside this one: a folder they have
+# just made and not yet locked must not look left over, so only older ones are.
+STALE_AFTER = 120
+
+
+def hold_folder(path):
+    """Lock a folder of this job for as long as the job lives (the returned descriptor)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+def _held_by_a_live_job(path):
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except OSError as exc:
+        return exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
+    finally:
+        os.close(fd)                 # also lets go of the lock just taken
+
+
+def _processes_using(paths):
+    """Pids whose command line names a file in one of ``paths`` (a killed job's bpftrace and workload)."""
+    needles = [os.fsencode(p.rstrip("/") + "/") for p in paths]
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as fh:
+                cmdline = fh.read(1 << 16)
+        except OSError:
+            continue
+        if any(needle in cmdline for needle in needles):
+            pids.append(int(entry))
+    return pids
+
+
+def clear_leftovers(job, work_parent):
+    """Under the host's lock: remove what killed jobs left (their work and lab folders, which nobody holds)
+    and end the processes still running from them, so a job never fails on a leftover (EEXIST on a lab
+    folder of the same id) and never runs beside a dead job's bpftrace.  Returns how many folders went."""
+    wl = job.get("workload") or {}
+    own_lab = os.path.dirname(str(wl.get("create_file") or "")) or None
+    per_prefix = lock_file() != LOCK_FILE
+    candidates = []
+    for parent, prefix in ((work_parent, WORK_PREFIX), (LAB_FILE_ROOT, "")):
+        try:
+            st = os.lstat(parent)
+            names = os.listdir(parent) if stat.S_ISDIR(st.st_mode) and st.st_uid == 0 else []
+        except OSError:
+            names = []
+        candidates += [os.path.join(parent, name) for name in names if name.startswith(prefix)]
+    stale = []
+    for path in candidates:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or _held_by_a_live_job(path):
+            continue
+        if per_prefix and path != own_lab and time.time() - st.st_mtime < STALE_AFTER:
+            continue
+        stale.append(path)
+    if not stale:
+        return 0
+    for pid in _processes_using(stale):
+        try:
+            os.killpg(pid, signal.SIGKILL) if os.getpgid(pid) == pid else os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return len(stale)
+
+
 def _script_source(spec, job_dir):
     """Where a script comes from: an upload beside the job, or a path ending in .bt."""
     if "upload" in spec:
@@ -438,21 +543,113 @@ def _read_script(src, limit):
     return "ok", data
 
 
+def logical_source(source):
+    """The script as clang's first phases see it: every line end a newline, line splices (a backslash, blanks,
+    a newline) joined."""
+    text = source.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    return re.sub(r"\\[ \t\f\v]*\n", "", text)
+
+
+def code_only(text):
+    """``text`` without comments (each one blank, its newlines kept, so what follows a comment starts a line)
+    and with every string literal emptied: what bpftrace and clang read as code."""
+    out, i, n = [], 0, len(text)
+    while i < n:
+        if text.startswith("//", i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            out.append(" ")
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            end = n if end < 0 else end + 2
+            out.append(" " + "\n" * text.count("\n", i, end))
+            i = end
+        elif text[i] == '"':
+            j = i + 1
+            while j < n and text[j] not in '"\n':
+                j += 2 if text[j] == "\\" else 1
+            out.append('""')
+            i = j + 1 if j < n and text[j] == '"' else j
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def refused_preprocessor(source):
+    """Why the script's preprocessor use may not run, or None.  Allowed: a first-line shebang and
+    ``#include <linux/...>`` (or another kernel header root); nothing else that clang would take as a
+    directive (``#import``, ``#include_next``, ``#/**/include``, ``#define``, a spliced ``#\\`` line,
+    ``%:`` digraphs, ``_Pragma``)."""
+    first, _, rest = source.lstrip("\ufeff").partition("\n")
+    if first.startswith("#!"):
+        if "\\" in first or "\r" in first:
+            return "a shebang line with a backslash is refused"
+        source = "\n" + rest
+    logical = logical_source(source)
+    code = code_only(logical)
+    as_written = logical.split("\n")          # line for line with the code (comments keep their newlines)
+    for n, line in enumerate(code.split("\n")):
+        stripped = line.strip(" \t\f\v")
+        if "#" not in stripped:
+            continue
+        m = ALLOWED_INCLUDE_RE.fullmatch(stripped)
+        if not m or ".." in m.group(1).split("/") or "//" in m.group(1):
+            shown = (as_written[n] if n < len(as_written) else stripped).strip()
+            return ("%s is refused: only kernel headers may be included (#include <linux/...>), and no other "
+                    "preprocessor line is allowed" % (shown[:120] or "#"))
+    m = PREPROCESSOR_WORDS_RE.search(code)
+    if m:
+        return ("%s is refused: only kernel headers may be included (#include <linux/...>), and no other "
+                "preprocessor word is allowed" % m.group(0))
+    return None
+
+
+def refused_builtin(code):
+    """bpftrace's file builtin cat() (``code`` without comments and strings), or None."""
+    if FILE_BUILTIN_RE.search(code):
+        return ("cat() is refused: it would read files of the grading VM; answer from what your probes see "
+                "(printf, maps)")
+    return None
+
+
 def refused_config(source):
-    """A map size above what the lab needs (it would take host memory), or None."""
-    for m in MAP_KEYS_RE.finditer(source):
-        if int(m.group(1)) > MAX_MAP_KEYS:
-            return "%s is refused: at most %d map keys" % (m.group(0)[:80], MAX_MAP_KEYS)
+    """A map size above what the lab needs (it would take host memory), or one that is not a plain number,
+    or None.  The number is bounded before it is converted (a 5000-digit one must not crash the agent)."""
+    code = code_only(logical_source(source))
+    for m in MAP_KEYS_RE.finditer(code):
+        value = m.group(1)
+        if not re.fullmatch(r"[0-9]{1,9}", value) or int(value) > MAX_MAP_KEYS:
+            return "%s is refused: at most %d map keys, as a plain number" % (
+                (m.group(0)[:60] + ("..." if len(m.group(0)) > 60 else "")), MAX_MAP_KEYS)
+    return None
+
+
+def refused_stacks(code):
+    """More distinct stack forms than MAX_STACK_FORMS (each one a large kernel stack map), or None."""
+    forms = {re.sub(r"\s+", "", m.group(1) + (m.group(2) or "")) for m in STACK_FORM_RE.finditer(code)}
+    if len(forms) > MAX_STACK_FORMS:
+        return ("%d different stack forms (%s) are refused: each takes a stack map of its own (about 128 MiB of "
+                "kernel memory); use at most %d" % (len(forms), ", ".join(sorted(forms))[:120], MAX_STACK_FORMS))
     return None
 
 
 def refused_include(source):
-    """The first #include that may not run, or None: absolute or '..' paths, and quoted includes."""
-    for m in INCLUDE_RE.finditer(source):
-        quote, path = m.group(1), m.group(2).strip()
-        if quote == '"' or path.startswith("/") or ".." in path.split("/") or not path:
-            return m.group(0).strip()
-    return None
+    """The first preprocessor line that may not run, or None (kept for callers of agent v4)."""
+    return refused_preprocessor(source)
+
+
+def script_refusal(source):
+    """Why this script may not run (one line for the student), or None.  Any problem reading it refuses
+    the script, never the job."""
+    try:
+        why = refused_preprocessor(source)
+        if why:
+            return why
+        code = code_only(logical_source(source))
+        return refused_builtin(code) or refused_config(source) or refused_stacks(code)
+    except Exception as exc:         # a parse problem of one script is that script's, never the job's
+        return "the script could not be checked (%s); it is refused" % type(exc).__name__
 
 
 def stage_scripts(job, work):
@@ -467,9 +664,7 @@ def stage_scripts(job, work):
             results.append({"name": name, "status": status, "error": data})
             continue
         source = data.decode("utf-8", "replace")
-        include = refused_include(source)
-        why = ("%s is refused: only kernel headers such as #include <linux/fs.h> may be included" % include[:200]
-               if include else refused_config(source))
+        why = script_refusal(source)
         if why:
             results.append({"name": name, "status": "refused", "source": source, "error": why})
             continue
@@ -508,7 +703,8 @@ def make_lab_files(job):
     if decoy and (os.path.dirname(decoy) != folder or os.path.normpath(decoy) != decoy or decoy == path):
         raise JobError("the decoy file must sit beside the workload's file")
     _safe_root(LAB_FILE_ROOT)
-    os.mkdir(folder, 0o755)    # fresh: an existing folder is an error, never reused
+    os.mkdir(folder, 0o755)    # fresh: an existing folder is an error, never reused (a dead job's is cleared first)
+    job.setdefault("_held", []).append(hold_folder(folder))
     for name, content in ((path, "bpfhol lab data %s\n" % secrets.token_hex(8)),
                           (decoy, "not the lab file\n")):
         if name:
@@ -529,40 +725,50 @@ def _workload_argv(job, truth_log):
     argv = [binary]
     for key, value in sorted((wl.get("args") or {}).items()):
         key, value = str(key), str(value)
-        if not SAFE_NAME.match(key) or not SAFE_ARG.match(value) or ".." in value:
+        if not SAFE_NAME.match(key) or key == "notify-fd" or not SAFE_ARG.match(value) or ".." in value:
             raise JobError("unsafe workload argument %r=%r" % (key, value))
         argv += ["--" + key, value]
-    return argv + ["--truth-log", truth_log, "--hold"]
+    # The notices come on its stdout (a pipe to this process): no descriptor of its own, so the workload's
+    # descriptor numbers stay what the job's offset says.
+    return argv + ["--truth-log", truth_log, "--hold", "--notify-fd", "1"]
 
 
 class Workload:
     """The graded workload: started held, released at the barrier, its loop ended by its own count;
-    it may linger after that (its "done" record) until it is stopped."""
+    it may linger after that until it is stopped.  It keeps its records in memory and writes its truth
+    log only when it exits (stop), after every script has stopped; it tells this process that start-up
+    is over, and later that the loop is over, with one byte of no content each on its stdout, so nothing
+    read or written while scripts trace carries an answer."""
 
     def __init__(self, argv, truth_log):
         self.argv, self.truth_log = argv, truth_log
         self.proc = None
         self.released_at = None
-        self._read_to = 0
-        self._done = False
+        self._notices = 0
+        self._eof = False
+
+    def _read_notices(self, timeout):
+        """Count the notice bytes that arrived within ``timeout`` seconds (0: only those already there)."""
+        fd = self.proc.stdout.fileno()
+        ready, _, _ = select.select([fd], [], [], max(0.0, timeout))
+        if ready:
+            chunk = os.read(fd, 64)
+            self._notices += len(chunk)
+            self._eof = self._eof or not chunk
+        return self._notices
 
     def start(self, bound):
-        """Start it and wait until its start-up is over (its truth log's first line)."""
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        """Start it and wait until its start-up is over (its first notice byte)."""
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, start_new_session=True, env=_clean_env())
         deadline = now() + bound
-        while now() < deadline and self.proc.poll() is None:
-            try:
-                with open(self.truth_log, "rb") as fh:
-                    if fh.readline().endswith(b"\n"):
-                        return
-            except FileNotFoundError:
-                pass
-            time.sleep(0.05)
-        err = self._stderr()
-        self.stop()
+        while now() < deadline and not self._eof:
+            if self._read_notices(min(0.2, deadline - now())) >= 1:
+                return
+        err = self._stderr() if not self.running() else ""
+        self.stop(write_truth=False)
         raise JobError("the workload did not start (%s): %s" % (
-            "exit %s" % self.proc.returncode if self.proc.returncode is not None else "no start record in %ds"
+            "exit %s" % self.proc.returncode if self.proc.returncode is not None else "no start notice in %ds"
             % bound, err[:200] or "no message"))
 
     def release(self):
@@ -573,23 +779,17 @@ class Workload:
         return self.proc is not None and self.proc.poll() is None
 
     def finished(self):
-        """Its loop is over: it exited, or its truth log has the "done" record (read incrementally)."""
-        if self._done or not self.running():
+        """Its loop is over: its second notice byte came, or it closed the pipe (it exited)."""
+        if self._notices >= 2 or self._eof:
             return True
-        try:
-            with open(self.truth_log, "rb") as fh:
-                fh.seek(self._read_to)
-                chunk = fh.read(1 << 20)
-        except OSError:
-            return False
-        end = chunk.rfind(b"\n") + 1          # only whole lines; a partial one is read next time
-        self._read_to += end
-        self._done = b'"event": "done"' in chunk[:end]
-        return self._done
+        self._read_notices(0)
+        return self._notices >= 2 or self._eof
 
-    def stop(self):
-        """SIGTERM (it logs its exit record), then SIGKILL; bounded."""
-        for sig in (signal.SIGTERM, signal.SIGKILL):
+    def stop(self, write_truth=True):
+        """SIGTERM (it writes its truth log and its exit record), then SIGKILL; bounded.  Without
+        ``write_truth`` straight to SIGKILL: its records are lost with it, never written while a script
+        may still trace."""
+        for sig in ((signal.SIGTERM, signal.SIGKILL) if write_truth else (signal.SIGKILL,)):
             if not self.running():
                 return
             try:
@@ -597,7 +797,7 @@ class Workload:
             except ProcessLookupError:
                 return
             try:
-                self.proc.wait(timeout=3)
+                self.proc.wait(timeout=BOUND_WORKLOAD_EXIT)
             except subprocess.TimeoutExpired:
                 pass
 
@@ -610,6 +810,9 @@ class Workload:
             return ""
 
     def truth_lines(self):
+        """The log, read once the workload has exited (it is written at exit)."""
+        if self.running():
+            return []
         lines = []
         try:
             with open(self.truth_log, "r", errors="replace") as fh:
@@ -771,10 +974,21 @@ def stop_scripts(runs, grace, attach_bound):
             pass
 
 
-def stop_workload(workload):
-    """After the scripts: a lingering workload kept its memory map for their user stacks until now."""
-    if workload is not None:
-        workload.stop()
+def stop_workload(workload, runs):
+    """After the scripts: a lingering workload kept its memory map for their user stacks until now.  It
+    writes its truth log as it ends, so it is ended that way only when no script is left to trace it; a
+    bpftrace that outlived even SIGKILL costs the run its truth (the student is "not gradable"), never
+    the truth's secrecy."""
+    if workload is None:
+        return
+    deadline = now() + BOUND_WORKLOAD_EXIT
+    for run in runs:
+        if run.running():
+            try:
+                run.proc.wait(timeout=max(0.0, deadline - now()))
+            except subprocess.TimeoutExpired:
+                pass
+    workload.stop(write_truth=not any(run.running() for run in runs))
 
 
 def read_truth(workload, job, decoy):
@@ -831,10 +1045,17 @@ def run_job(job_path):
     bounds = job["_bounds"]
     lock = hold_lock(bounds["lock_wait"])
     waited = round(now() - t0, 3)
-    work = tempfile.mkdtemp(prefix="bpfhol-agent-", dir="/run" if os.access("/run", os.W_OK) else None)
+    work_parent = "/run" if os.access("/run", os.W_OK) else tempfile.gettempdir()
+    try:
+        cleared = clear_leftovers(job, work_parent)
+        work = tempfile.mkdtemp(prefix=WORK_PREFIX, dir=work_parent)
+    except BaseException:
+        os.close(lock)
+        raise
     os.chmod(work, 0o700)
+    job.setdefault("_held", []).append(hold_folder(work))
     runs, stopped, workload, lab_dir, decoy = [], [], None, None, None
-    timing = {"lock_wait": waited}
+    timing = {"lock_wait": waited, "leftovers_cleared": cleared}
     try:
         results, runs = stage_scripts(job, work)
         lab_dir, decoy = make_lab_files(job)
@@ -847,18 +1068,20 @@ def run_job(job_path):
         release_workload(workload)
         watch_window(workload, runs, decoy, bounds)
         stop_scripts(runs, bounds["grace"], bounds["attach"])
-        stop_workload(workload)
+        stop_workload(workload, runs)
         truth = read_truth(workload, job, decoy)
     finally:
         for run in runs:
             if run.running():
                 run.signal(signal.SIGKILL)
         if workload is not None:
-            workload.stop()
+            workload.stop(write_truth=False)     # a failed job's workload: nothing of it is returned
         _start_units(stopped)
         shutil.rmtree(work, ignore_errors=True)
         if lab_dir:
             shutil.rmtree(lab_dir, ignore_errors=True)
+        for fd in job.pop("_held", []):
+            os.close(fd)
         os.close(lock)
 
     out = [r.result() if isinstance(r, ScriptRun) else r for r in results]

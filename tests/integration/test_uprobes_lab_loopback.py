@@ -188,6 +188,7 @@ def test_a_stalled_fast_call_does_not_fail_the_reference_histogram(tmp_path, lab
     calls' bucket.  Here real uprobeme runs back to back under real bpftrace with the reference u3.bt while
     it is stopped (SIGSTOP) for 5-20 ms again and again, so fast calls stall for real; the check must still
     accept the reference, and the run must hold such a stall (or the test proves nothing)."""
+    import os
     import random
     import signal
     import time
@@ -200,8 +201,12 @@ def test_a_stalled_fast_call_does_not_fail_the_reference_histogram(tmp_path, lab
     script = tmp_path / "u3.bt"
     script.write_text(scripts_for(prefix)["u3.bt"])
     log = tmp_path / "truth.jsonl"
+    # its second notice byte on stdout says the loop is over (the log itself is written only at exit)
     work = subprocess.Popen([str(prefix / "bin" / "uprobeme"), "--truth-log", str(log), "--hold", "--count", "120",
-                             "--interval-ms", "0", "--slow-calls", "6", "--seed", "424242", "--linger-s", "60"])
+                             "--interval-ms", "0", "--slow-calls", "6", "--seed", "424242", "--linger-s", "60",
+                             "--notify-fd", "1"], stdout=subprocess.PIPE)
+    os.set_blocking(work.stdout.fileno(), False)
+    notices = b""
     tracer = subprocess.Popen(["bpftrace", "-f", "json", str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
     try:
@@ -214,14 +219,17 @@ def test_a_stalled_fast_call_does_not_fail_the_reference_histogram(tmp_path, lab
         time.sleep(0.5)
         work.send_signal(signal.SIGUSR1)
         rng = random.Random(7)
-        while '"event": "done"' not in (log.read_text() if log.exists() else ""):
+        while len(notices) < 2:
             assert time.monotonic() < deadline, "uprobeme did not finish"
+            notices += work.stdout.read() or b""
             time.sleep(rng.uniform(0.002, 0.010))
             work.send_signal(signal.SIGSTOP)
             time.sleep(rng.uniform(0.005, 0.020))
             work.send_signal(signal.SIGCONT)
         tracer.send_signal(signal.SIGINT)
         out, err = tracer.communicate(timeout=60)
+        work.terminate()                            # it writes its log as it ends
+        work.wait(timeout=10)
     finally:
         for proc in (tracer, work):
             proc.kill()

@@ -44,11 +44,13 @@ def test_refuses_unsafe_workload_arguments(tmp_path, monkeypatch):
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "kprobeme").write_text("#!/bin/sh\n")
     os.chmod(tmp_path / "bin" / "kprobeme", 0o755)
-    for args in ({"file": "/etc/../etc/shadow"}, {"file": "$(id)"}, {"--x": "1"}, {"file": "a b"}):
+    for args in ({"file": "/etc/../etc/shadow"}, {"file": "$(id)"}, {"--x": "1"}, {"file": "a b"},
+                 {"notify-fd": "2"}):
         with pytest.raises(agent.JobError):
             agent._workload_argv({"workload": {"program": "kprobeme", "args": args}}, "/tmp/t")
     argv = agent._workload_argv({"workload": {"program": "kprobeme", "args": {"leak-every": 3}}}, "/tmp/t")
-    assert argv[1:] == ["--leak-every", "3", "--truth-log", "/tmp/t", "--hold"]
+    # the workload's notices come on its stdout, a pipe to the agent (no descriptor of its own: fds unchanged)
+    assert argv[1:] == ["--leak-every", "3", "--truth-log", "/tmp/t", "--hold", "--notify-fd", "1"]
 
 
 def test_script_copy_refuses_links_specials_and_giants(tmp_path):
@@ -104,9 +106,73 @@ def test_lab_root_planted_by_someone_else_is_refused(tmp_path, monkeypatch):
     ('#include </etc/shadow>\nBEGIN {}', True),
     ('#include <../../../etc/shadow>\nBEGIN {}', True),
     ('  #  include "local.h"\nBEGIN {}', True),
+    # by what clang would read, not by the spelling (issue 34, item 4)
+    ('#import "/etc/shadow"\nBEGIN {}', True),
+    ('#include_next </etc/shadow>\nBEGIN {}', True),
+    ('#/**/include "/etc/shadow"\nBEGIN {}', True),
+    ('#inc\\\nlude "/etc/shadow"\nBEGIN {}', True),              # a line splice
+    ('#\\  \ninclude "/etc/shadow"\nBEGIN {}', True),              # a splice with blanks before the newline
+    ('/* a comment\n */ #include "/etc/shadow"\nBEGIN {}', True),
+    ('BEGIN {}\r#include "/etc/shadow"\n', True),                    # a lone CR ends a line for clang
+    ('%:include "/etc/shadow"\nBEGIN {}', True),                      # the digraph of #
+    ('??=include "/etc/shadow"\nBEGIN {}', True),                     # the trigraph of #
+    ('#define F cat\nBEGIN {}', True),
+    ('#embed "/etc/shadow"\nBEGIN {}', True),
+    ('#include <linux/fs.h> "/etc/shadow"\nBEGIN {}', True),
+    ('#include <linux/../../etc/shadow.h>\nBEGIN {}', True),
+    ('struct s {\n#include "/etc/shadow"\n};\nBEGIN {}', True),
+    ('BEGIN { _Pragma("GCC dependency \\"/etc/shadow\\"") }', True),
+    ('#!/usr/bin/env bpftrace\\\n#include "/etc/shadow"\nBEGIN {}', True),   # a shebang spliced onto a directive
+    ('#!/usr/bin/env bpftrace\n#include <linux/sched.h>\nBEGIN { printf("#x // /* %d\\n", 1); }', False),
+    ('BEGIN { printf("#include \\"x\\"\\n"); } // #include "/etc/shadow"\n/* #import */', False),
 ])
 def test_only_kernel_headers_may_be_included(source, refused):
     assert (agent.refused_include(source) is not None) == refused
+    assert (agent.script_refusal(source) is not None) == refused
+
+
+@pytest.mark.parametrize("source,refused", [
+    ('BEGIN { cat("/etc/ssh/ssh_host_ed25519_key"); exit(); }', True),
+    ('BEGIN { cat ("/x"); }', True),
+    ('BEGIN { cat/**/("/x"); }', True),
+    ('BEGIN { ca\\\nt("/x"); }', True),
+    ('BEGIN { @cat[1] = count(); $cat = 2; printf("cat(%d)\\n", 1); } // cat("/x")', False),
+    ('uprobe:/usr/bin/cat:main { printf("x\\n"); }', False),
+])
+def test_the_file_builtin_is_refused(source, refused):
+    """bpftrace's cat() reads any file root can read, without --unsafe (issue 34, item 1)."""
+    why = agent.script_refusal(source)
+    assert (why is not None) == refused, why
+    if refused:
+        assert why.startswith("cat() is refused")
+
+
+def test_numbers_in_student_text_are_bounded_before_conversion():
+    """A 5000-digit number (past Python's int() limit) once crashed the agent and retired the VM: now it
+    refuses that one script, or is a comment and harmless."""
+    giant = "9" * 5000
+    assert agent.script_refusal("// max_map_keys = %s\nBEGIN { exit(); }" % giant) is None
+    for value in (giant, "1e9", "0x1000000", "1_000_000", '"99999999"', "65537"):
+        why = agent.script_refusal("config = { max_map_keys = %s }\nBEGIN { exit(); }" % value)
+        assert why and "at most 65536 map keys" in why and len(why) < 200, (value, why)
+    assert agent.script_refusal("config = { max_map_keys = 65536 }\nBEGIN { exit(); }") is None
+
+
+def test_a_script_that_cannot_be_checked_is_refused_not_the_job(monkeypatch):
+    def boom(source):
+        raise ValueError("Exceeds the limit (4300 digits)")
+    monkeypatch.setattr(agent, "refused_preprocessor", boom)
+    assert "could not be checked (ValueError)" in agent.script_refusal("BEGIN {}")
+
+
+def test_stack_forms_are_capped():
+    """Each distinct ustack/kstack form gets its own 131072-entry stack map (issue 34, item 8)."""
+    four = "k:f { @a[ustack] = count(); @b[ustack(5)] = count(); @c[kstack] = count(); @d[ustack (5)] = count(); " \
+           "@e[kstack(perf)] = count(); }"
+    assert agent.script_refusal(four) is None
+    ten = "k:f { %s }" % " ".join("@m%d[ustack(%d)] = count();" % (i, i + 1) for i in range(10))
+    why = agent.script_refusal(ten)
+    assert why and why.startswith("10 different stack forms") and "at most 4" in why
 
 
 def test_refused_include_is_reported_as_the_scripts_status(tmp_path):

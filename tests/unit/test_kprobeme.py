@@ -69,6 +69,24 @@ def run(binary, *args, timeout=30):
     return subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=timeout)
 
 
+def notices(proc, n, timeout=10):
+    """Wait for the n-th notice byte on the workload's stdout (its --notify-fd 1): how the grader learns that
+    start-up (1) and the loop (2) are over without reading the truth log."""
+    import select
+
+    got = b""
+    deadline = time.monotonic() + timeout
+    while len(got) < n and time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.1)
+        if ready:
+            chunk = os.read(proc.stdout.fileno(), 16)
+            if not chunk:
+                break
+            got += chunk
+    assert len(got) >= n, got
+    return got
+
+
 def test_builds_warning_free_with_project_flags(kprobeme):
     assert os.access(kprobeme, os.X_OK)
 
@@ -114,6 +132,37 @@ def test_leak_period_fds_and_durations(kprobeme, tmp_path):
     assert ts == sorted(ts)
     gaps = [b["t"] - a["t"] for a, b in zip(opens, opens[1:])]
     assert 0.09 <= sum(gaps) / len(gaps) <= 0.13, gaps
+
+
+def test_nothing_is_written_while_it_runs(kprobeme, tmp_path):
+    """Issue 34, item 3: a probe on write(2) (libc's write, vfs_write) read the truth records as they were
+    written.  Now, held, released, looping and lingering, kprobeme writes nothing but its two notice bytes;
+    the whole log comes at exit, the same records as before."""
+    log = tmp_path / "truth.jsonl"
+    proc = subprocess.Popen([str(kprobeme), "--hold", "--count", "12", "--interval-ms", "30", "--leak-every", "3",
+                             "--linger-s", "60", "--seed", "77", "--truth-log", str(log), "--notify-fd", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        notices(proc, 1)
+        proc.send_signal(signal.SIGUSR1)
+        sizes = []
+        for _ in range(5):                               # while it loops
+            time.sleep(0.05)
+            sizes.append(log.stat().st_size)
+        notices(proc, 1)                                 # the loop is over
+        time.sleep(0.2)
+        sizes.append(log.stat().st_size)
+        assert sizes == [0] * 6 and proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert proc.stdout.read() == b""                 # two notice bytes in all
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    events = read_log(log)
+    assert [e["event"] for e in events][:2] == ["start", "released"] and events[-1]["event"] == "exit"
+    assert events[-1]["opens"] == 12 and events[-1]["leaks"] == 4
+    assert len([e for e in events if e["event"] == "open"]) == 12
 
 
 @pytest.mark.parametrize("every,expect_leaks", [("0", 0), ("1", 5), ("3", 1)])
@@ -175,6 +224,8 @@ def test_missing_file_is_logged_not_fatal(kprobeme, tmp_path):
     (["--seed", "0x10"], "not a whole number"),
     (["--linger-s", "3601"], "out of range"),
     (["--linger-s"], "needs a value"),
+    (["--notify-fd", "1024"], "out of range"),
+    (["--notify-fd", "x"], "not a whole number"),
 ])
 def test_bad_options_one_line_exit_2(kprobeme, args, needle):
     res = run(kprobeme, *args, timeout=10)
@@ -210,15 +261,12 @@ def test_truth_log_never_overwritten_nor_followed(kprobeme, tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_ends_cleanly_with_exit_record(kprobeme, tmp_path, sig):
     log = tmp_path / "t.jsonl"
-    proc = subprocess.Popen([str(kprobeme), "--interval-ms", "1000", "--truth-log", str(log)],
+    proc = subprocess.Popen([str(kprobeme), "--interval-ms", "1000", "--truth-log", str(log), "--notify-fd", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if log.exists() and b'"open"' in log.read_bytes():
-                break
-            time.sleep(0.05)
+        notices(proc, 1)                          # start-up over: the first open comes at once
         time.sleep(0.3)                           # now inside the 1 s sleep
+        assert log.read_bytes() == b""            # the records wait for the exit
         t0 = time.monotonic()
         proc.send_signal(sig)
         rc = proc.wait(timeout=5)
@@ -302,23 +350,24 @@ def test_hold_spare_fds_and_count(kprobeme, tmp_path):
     descriptor; --count ends the loop after exactly that many opens."""
     log = tmp_path / "truth.jsonl"
     proc = subprocess.Popen([str(kprobeme), "--hold", "--spare-fds", "7", "--count", "5", "--interval-ms", "20",
-                             "--leak-every", "2", "--duration-s", "30", "--truth-log", str(log)],
+                             "--leak-every", "2", "--duration-s", "30", "--truth-log", str(log), "--notify-fd", "1"],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True)
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not (log.exists() and log.read_text().endswith("\n")):
-            time.sleep(0.02)
+        assert notices(proc, 1) == b"."                  # start-up over, one byte with no content
         time.sleep(0.3)
-        held = read_log(log)
-        assert [e["event"] for e in held] == ["start"] and held[0]["spare_fds"] == 7 and held[0]["hold"] is True
+        # held, and nothing written yet: even the start record waits for the exit (issue 34: a script
+        # tracing the agent's reads of the log would read the seed and the leaky jobs)
+        assert log.exists() and log.read_bytes() == b""
         assert proc.poll() is None                       # waiting, not looping
         proc.send_signal(signal.SIGUSR1)
         assert proc.wait(timeout=10) == 0
+        assert proc.stdout.read() == b"."                # the loop is over: the second and last notice
     finally:
         if proc.poll() is None:
             proc.kill()
     events = read_log(log)
     assert [e["event"] for e in events][:2] == ["start", "released"]
+    assert events[0]["spare_fds"] == 7 and events[0]["hold"] is True
     opens = [e["fd"] for e in events if e["event"] == "open"]
     assert opens == [11, 11, 12, 12, 13]                 # 0-2, truth log 3, spare 4..10, then the loop
     assert events[-1] == {**events[-1], "event": "exit", "opens": 5, "closes": 3, "leaks": 2}
@@ -367,24 +416,26 @@ def test_jobs_follow_the_seed_as_simulated(kprobeme, tmp_path):
 
 
 def test_linger_keeps_it_alive_after_the_loop(kprobeme, tmp_path):
-    """--linger-s: after the loop a "done" record, then it waits for SIGTERM (the grader stops it after
-    the scripts have printed, so their user stacks still resolve)."""
+    """--linger-s: after the loop its second notice, then it waits for SIGTERM (the grader stops it after
+    the scripts have printed, so their user stacks still resolve) and only then writes its log, the loop's
+    "done" record in it."""
     log = tmp_path / "truth.jsonl"
     proc = subprocess.Popen([str(kprobeme), "--count", "3", "--interval-ms", "10", "--linger-s", "60",
-                             "--truth-log", str(log)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             "--truth-log", str(log), "--notify-fd", "1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and '"done"' not in (log.read_text() if log.exists() else ""):
-            time.sleep(0.02)
+        assert notices(proc, 2) == b".."
         time.sleep(0.3)
         assert proc.poll() is None
-        assert read_log(log)[-1] == {**read_log(log)[-1], "event": "done", "opens": 3}
+        assert log.read_bytes() == b""                  # lingering: the records are still in memory only
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert read_log(log)[-1] == {**read_log(log)[-1], "event": "exit", "opens": 3, "signal": "SIGTERM"}
+    events = read_log(log)
+    assert events[-2] == {**events[-2], "event": "done", "opens": 3}
+    assert events[-1] == {**events[-1], "event": "exit", "opens": 3, "signal": "SIGTERM"}
 
 
 def test_user_stacks_name_the_leaking_job(kprobeme, tmp_path):
@@ -402,25 +453,22 @@ def test_user_stacks_name_the_leaking_job(kprobeme, tmp_path):
     log = tmp_path / "t.jsonl"
     argv = [str(kprobeme), "--hold", "--count", "30", "--interval-ms", "10", "--leak-every", "3",
             "--seed", "4242", "--linger-s", "60", "--file", "/etc/hostname", "--truth-log", str(log)]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv + ["--notify-fd", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not (log.exists() and log.read_text().endswith("\n")):
-            time.sleep(0.02)
+        notices(proc, 1, timeout=30)
         # held: its pid is known before the script starts, so other kprobemes on this host (parallel tests)
         # cannot delete our entries with their closes
-        pid = read_log(log)[0]["pid"]
+        pid = proc.pid
         script = (
             'BEGIN { printf("READY\\n"); }\n'
             'tracepoint:syscalls:sys_exit_openat /pid == %d && args->ret >= 0/ { @opened_by[args->ret] = ustack; }\n'
             'tracepoint:syscalls:sys_enter_close /pid == %d/ { delete(@opened_by[args->fd]); }\n' % (pid, pid))
         with bpftrace_running(script, out, "-f", "json"):
             proc.send_signal(signal.SIGUSR1)            # the loop starts after the loader's opens, as graded
-            while time.monotonic() < deadline and '"done"' not in log.read_text():
-                time.sleep(0.05)
+            notices(proc, 1, timeout=30)                # the second notice: the loop is over
             time.sleep(0.3)
     finally:
-        proc.terminate()
+        proc.terminate()                                # after the tracer: only now is the log written
         proc.wait(timeout=10)
     truth = read_truth(log.read_text().splitlines())
     output = bpftrace_output.parse(out.read_text())

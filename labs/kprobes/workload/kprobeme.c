@@ -35,9 +35,16 @@
  *    signal can never be lost between a check and a sleep.
  *  - --hold is the grader's start barrier: everything a fresh process does
  *    (the dynamic loader's opens, the truth log, the spare descriptors) is
- *    done first, the "start" record is written, and then kprobeme waits for
+ *    done first, the "start" record is prepared, and then kprobeme waits for
  *    SIGUSR1.  The grader sends it once every student script has really
  *    attached, so a script sees exactly the loop below, as in the lab.
+ *  - The truth stays out of reach while scripts run: the records are kept in
+ *    memory as plain numbers (no formatting with libc, no write(2)) and the
+ *    log is written only when kprobeme exits, which the grader makes happen
+ *    after every student script has stopped.  A uprobe on libc's write() or
+ *    snprintf(), or a kprobe on vfs_write, sees no answer during the run.
+ *    The grader learns the loop is over from --notify-fd: one byte with no
+ *    content when start-up is done, and one when the loop is done.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -62,6 +69,7 @@
 #define MAX_COUNT 1000000L
 #define HOLD_MAX_S 900              /* a held kprobeme never waits longer than this */
 #define MAX_LINGER_S 3600
+#define MAX_NOTIFY_FD 1023
 #define NOINLINE __attribute__((noinline, noclone))
 
 struct options {
@@ -74,6 +82,7 @@ struct options {
 	int hold;          /* wait for SIGUSR1 before the loop (the grader's barrier) */
 	unsigned long seed;  /* which jobs leak, and which of them makes each leaking open */
 	long linger_s;     /* after the loop, stay alive (until SIGTERM) at most this long */
+	long notify_fd;    /* -1, or a descriptor that gets one byte when ready and one when the loop is done */
 	const char *truth_log;
 };
 
@@ -85,16 +94,18 @@ static void usage(FILE *out)
 		"usage: " PROG " [--file PATH] [--leak-every N] [--interval-ms MS]\n"
 		"                [--duration-s S] [--count N] [--truth-log PATH]\n"
 		"                [--spare-fds N] [--hold] [--seed N] [--linger-s S]\n"
+		"                [--notify-fd N]\n"
 		"  --file PATH       file to open and read every interval\n"
 		"  --leak-every N    leak the descriptor of every N-th open (0: never)\n"
 		"  --interval-ms MS  time between opens, 1..%ld\n"
 		"  --duration-s S    stop after S seconds (0: run until SIGINT/SIGTERM)\n"
 		"  --count N         stop after N opens (0: no limit)\n"
-		"  --truth-log PATH  write JSON lines of what really happened (new file, 0600)\n"
+		"  --truth-log PATH  JSON lines of what really happened (new file, 0600), written at exit\n"
 		"  --spare-fds N     open N descriptors of /dev/null first (0..%ld)\n"
 		"  --hold            after start-up, wait for SIGUSR1 (at most %d s) before the loop\n"
 		"  --seed N          choose the leaky jobs and their turns from N (default: from time and pid)\n"
-		"  --linger-s S      after the loop, wait for SIGTERM at most S s before exiting (0..%d)\n",
+		"  --linger-s S      after the loop, wait for SIGTERM at most S s before exiting (0..%d)\n"
+		"  --notify-fd N     write one byte to descriptor N when ready and one when the loop is done\n",
 		MAX_INTERVAL_MS, MAX_SPARE_FDS, HOLD_MAX_S, MAX_LINGER_S);
 }
 
@@ -138,6 +149,7 @@ static void parse_args(int argc, char **argv, struct options *o)
 	o->hold = 0;
 	o->seed = (unsigned long)time(NULL) * 2654435761UL ^ (unsigned long)getpid();
 	o->linger_s = 0;
+	o->notify_fd = -1;
 	o->truth_log = NULL;
 
 	for (int i = 1; i < argc; i++) {
@@ -162,7 +174,7 @@ static void parse_args(int argc, char **argv, struct options *o)
 #define IS(name) (name_len == strlen(name) && strncmp(arg, name, name_len) == 0)
 		if (!(IS("--file") || IS("--leak-every") || IS("--interval-ms") ||
 		      IS("--duration-s") || IS("--truth-log") || IS("--count") ||
-		      IS("--spare-fds") || IS("--seed") || IS("--linger-s")))
+		      IS("--spare-fds") || IS("--seed") || IS("--linger-s") || IS("--notify-fd")))
 			die_usage("unknown option '%.*s'", (int)name_len, arg);
 		if (eq) {
 			val = eq + 1;
@@ -192,6 +204,8 @@ static void parse_args(int argc, char **argv, struct options *o)
 			o->seed = (unsigned long)parse_long("--seed", val, 0, LONG_MAX);
 		} else if (IS("--linger-s")) {
 			o->linger_s = parse_long("--linger-s", val, 0, MAX_LINGER_S);
+		} else if (IS("--notify-fd")) {
+			o->notify_fd = parse_long("--notify-fd", val, 0, MAX_NOTIFY_FD);
 		} else if (IS("--truth-log")) {
 			if (*val == '\0')
 				die_usage("--truth-log must not be empty");
@@ -296,15 +310,21 @@ static void buf_add_json_string(struct buf *b, const char *str)
 	buf_add(b, "\"");
 }
 
+/* A record's text starts with the time it happened (kept with the record, formatted later). */
+static void buf_start_event_at(struct buf *b, const char *event, const struct timespec *when)
+{
+	b->len = 0;
+	b->overflow = 0;
+	buf_add(b, "{\"t\": %lld.%06ld, \"event\": \"%s\"", (long long)when->tv_sec,
+		when->tv_nsec / 1000, event);
+}
+
 static void buf_start_event(struct buf *b, const char *event)
 {
 	struct timespec now;
 
 	clock_gettime(CLOCK_REALTIME, &now);
-	b->len = 0;
-	b->overflow = 0;
-	buf_add(b, "{\"t\": %lld.%06ld, \"event\": \"%s\"", (long long)now.tv_sec,
-		now.tv_nsec / 1000, event);
+	buf_start_event_at(b, event, &now);
 }
 
 /* Finish the line and write it at once: one write(2) per event, no stdio buffer. */
@@ -444,6 +464,113 @@ static const struct job {
 };
 #define N_JOBS ((int)(sizeof(jobs) / sizeof(jobs[0])))
 
+/* ---- records kept until exit --------------------------------------------- */
+
+/*
+ * What the loop did, as plain numbers.  Nothing is formatted (no libc
+ * snprintf a uprobe could read) and nothing is written (no write(2) a probe on
+ * write or vfs_write could read) while student scripts may be tracing: the
+ * log is written at exit, after the grader has stopped every script.
+ */
+struct open_rec {
+	struct timespec t;   /* when the job returned (its close done, or its leak made) */
+	long seq;
+	int job;             /* index in jobs[] */
+	int fd;              /* the descriptor, or -errno when the open failed */
+	int leak;
+};
+
+static struct buf start_ev;           /* formatted at start-up, before any probe of the run is live */
+static int start_written;
+static struct timespec released_at;
+static int released, released_written;
+static struct open_rec *recs;
+static size_t n_recs, cap_recs;
+
+static void emit_open_record(const char *path, const struct open_rec *r)
+{
+	struct buf ev;
+
+	if (r->fd < 0) {
+		buf_start_event_at(&ev, "error", &r->t);
+		buf_add(&ev, ", \"seq\": %ld, \"op\": \"open\", \"job\": \"%s\", \"path\": ", r->seq,
+			jobs[r->job].name);
+		buf_add_json_string(&ev, path);
+		buf_add(&ev, ", \"errno\": %d, \"error\": ", -r->fd);
+		buf_add_json_string(&ev, strerror(-r->fd));
+		buf_emit(&ev);
+		return;
+	}
+	buf_start_event_at(&ev, "open", &r->t);
+	buf_add(&ev, ", \"seq\": %ld, \"job\": \"%s\", \"path\": ", r->seq, jobs[r->job].name);
+	buf_add_json_string(&ev, path);
+	buf_add(&ev, ", \"fd\": %d", r->fd);
+	buf_emit(&ev);
+	buf_start_event_at(&ev, r->leak ? "leak" : "close", &r->t);
+	buf_add(&ev, ", \"seq\": %ld, \"job\": \"%s\", \"fd\": %d", r->seq, jobs[r->job].name, r->fd);
+	buf_emit(&ev);
+}
+
+/* Write what is kept so far (start, released, the loop's records) and forget the loop's records. */
+static void flush_records(const char *path)
+{
+	if (!start_written) {
+		buf_emit(&start_ev);
+		start_written = 1;
+	}
+	if (released && !released_written) {
+		struct buf ev;
+
+		buf_start_event_at(&ev, "released", &released_at);
+		buf_emit(&ev);
+		released_written = 1;
+	}
+	for (size_t i = 0; i < n_recs; i++)
+		emit_open_record(path, &recs[i]);
+	n_recs = 0;
+}
+
+/* Keep one open of the loop.  Only if memory runs out are the records so far written early. */
+static void keep_open_record(const char *path, long seq, int job, int fd, int leak)
+{
+	struct open_rec r;
+
+	if (truth_fd < 0)
+		return;
+	clock_gettime(CLOCK_REALTIME, &r.t);
+	r.seq = seq;
+	r.job = job;
+	r.fd = fd;
+	r.leak = leak;
+	if (n_recs == cap_recs) {
+		size_t want = cap_recs ? cap_recs * 2 : 256;
+		struct open_rec *more = realloc(recs, want * sizeof(*recs));
+
+		if (more) {
+			recs = more;
+			cap_recs = want;
+		} else {
+			flush_records(path);
+		}
+	}
+	if (n_recs < cap_recs)
+		recs[n_recs++] = r;
+	else
+		emit_open_record(path, &r);
+}
+
+/* One byte with no content: the grader's sign that start-up (then the loop) is over. */
+static void notify(const struct options *o)
+{
+	ssize_t w;
+
+	if (o->notify_fd < 0)
+		return;
+	do
+		w = write((int)o->notify_fd, ".", 1);
+	while (w < 0 && errno == EINTR);
+}
+
 /* splitmix64: a small, well-mixed generator; the same seed gives the same run. */
 static unsigned long long rng_state;
 
@@ -472,6 +599,8 @@ int main(int argc, char **argv)
 	int leaky[2], steady[N_JOBS - 2], n_steady = 0;
 
 	parse_args(argc, argv, &o);
+	/* The grader may close its end of --notify-fd early: never die of it. */
+	signal(SIGPIPE, SIG_IGN);
 
 	/* The two leaky jobs, from the seed; the other jobs always close. */
 	rng_state = o.seed;
@@ -514,18 +643,19 @@ int main(int argc, char **argv)
 		}
 	}
 
-	buf_start_event(&ev, "start");
-	buf_add(&ev, ", \"pid\": %ld, \"file\": ", (long)getpid());
-	buf_add_json_string(&ev, o.file);
-	buf_add(&ev, ", \"leak_every\": %ld, \"interval_ms\": %ld, \"duration_s\": %ld",
+	/* Formatted now, before any probe of the run is live; written at exit with the rest. */
+	buf_start_event(&start_ev, "start");
+	buf_add(&start_ev, ", \"pid\": %ld, \"file\": ", (long)getpid());
+	buf_add_json_string(&start_ev, o.file);
+	buf_add(&start_ev, ", \"leak_every\": %ld, \"interval_ms\": %ld, \"duration_s\": %ld",
 		o.leak_every, o.interval_ms, o.duration_s);
-	buf_add(&ev, ", \"count\": %ld, \"spare_fds\": %ld, \"hold\": %s", o.count, o.spare_fds,
+	buf_add(&start_ev, ", \"count\": %ld, \"spare_fds\": %ld, \"hold\": %s", o.count, o.spare_fds,
 		o.hold ? "true" : "false");
-	buf_add(&ev, ", \"seed\": %lu, \"jobs\": [", o.seed);
+	buf_add(&start_ev, ", \"seed\": %lu, \"jobs\": [", o.seed);
 	for (int j = 0; j < N_JOBS; j++)
-		buf_add(&ev, "%s\"%s\"", j ? ", " : "", jobs[j].name);
-	buf_add(&ev, "], \"leaky\": [\"%s\", \"%s\"]", jobs[leaky[0]].name, jobs[leaky[1]].name);
-	buf_emit(&ev);
+		buf_add(&start_ev, "%s\"%s\"", j ? ", " : "", jobs[j].name);
+	buf_add(&start_ev, "], \"leaky\": [\"%s\", \"%s\"]", jobs[leaky[0]].name, jobs[leaky[1]].name);
+	notify(&o);
 
 	if (o.hold) {
 		struct timespec limit;
@@ -534,14 +664,15 @@ int main(int argc, char **argv)
 		limit.tv_sec += HOLD_MAX_S;
 		sig = wait_until(&limit, &blocked);
 		if (sig != SIGUSR1) {
+			flush_records(o.file);
 			buf_start_event(&ev, "exit");
 			buf_add(&ev, ", \"opens\": 0, \"closes\": 0, \"leaks\": 0, \"released\": false");
 			buf_emit(&ev);
 			return sig ? 0 : 3;
 		}
 		sig = 0;
-		buf_start_event(&ev, "released");
-		buf_emit(&ev);
+		clock_gettime(CLOCK_REALTIME, &released_at);
+		released = 1;
 	}
 
 	clock_gettime(CLOCK_MONOTONIC, &next);
@@ -565,33 +696,15 @@ int main(int argc, char **argv)
 		job = leak ? &jobs[leaky[rng_below(2)]] : &jobs[steady[rng_below(n_steady)]];
 		fd = job->run(path, leak);
 		if (fd < 0) {
-			int err = -fd;
-
 			errors++;
-			buf_start_event(&ev, "error");
-			buf_add(&ev, ", \"seq\": %ld, \"op\": \"open\", \"job\": \"%s\", \"path\": ", seq, job->name);
-			buf_add_json_string(&ev, path);
-			buf_add(&ev, ", \"errno\": %d, \"error\": ", err);
-			buf_add_json_string(&ev, strerror(err));
-			buf_emit(&ev);
 		} else {
 			opens++;
-			buf_start_event(&ev, "open");
-			buf_add(&ev, ", \"seq\": %ld, \"job\": \"%s\", \"path\": ", seq, job->name);
-			buf_add_json_string(&ev, path);
-			buf_add(&ev, ", \"fd\": %d", fd);
-			buf_emit(&ev);
-
-			if (leak) {
+			if (leak)
 				leaks++;
-				buf_start_event(&ev, "leak");
-			} else {
+			else
 				closes++;
-				buf_start_event(&ev, "close");
-			}
-			buf_add(&ev, ", \"seq\": %ld, \"job\": \"%s\", \"fd\": %d", seq, job->name, fd);
-			buf_emit(&ev);
 		}
+		keep_open_record(o.file, seq, (int)(job - jobs), fd, leak);
 
 		if (o.count > 0 && seq >= o.count)
 			break;
@@ -605,18 +718,22 @@ int main(int argc, char **argv)
 			break;
 	}
 
+	notify(&o);
 	if (o.linger_s > 0 && !sig) {
-		struct timespec limit;
+		struct timespec limit, done_at;
 
-		/* The loop's figures now; then stay, so a tracer can still resolve our stacks. */
-		buf_start_event(&ev, "done");
-		buf_add(&ev, ", \"opens\": %ld, \"closes\": %ld, \"leaks\": %ld", opens, closes, leaks);
-		buf_emit(&ev);
+		/* Stay, so a tracer can still resolve our stacks; the loop's figures are written at exit. */
+		clock_gettime(CLOCK_REALTIME, &done_at);
 		clock_gettime(CLOCK_MONOTONIC, &limit);
 		limit.tv_sec += o.linger_s;
 		sig = wait_until(&limit, &sigs);
+		flush_records(o.file);
+		buf_start_event_at(&ev, "done", &done_at);
+		buf_add(&ev, ", \"opens\": %ld, \"closes\": %ld, \"leaks\": %ld", opens, closes, leaks);
+		buf_emit(&ev);
 	}
 
+	flush_records(o.file);
 	buf_start_event(&ev, "exit");
 	buf_add(&ev, ", \"opens\": %ld, \"closes\": %ld, \"leaks\": %ld", opens, closes, leaks);
 	if (errors)

@@ -8,7 +8,7 @@
  * their findings with the ground-truth log (--truth-log), labs/uprobes/checks.py.
  *
  *   uprobeme [--count N] [--interval-ms MS] [--duration-s S] [--slow-calls K] [--seed N]
- *            [--truth-log PATH] [--hold] [--linger-s S]
+ *            [--truth-log PATH] [--hold] [--linger-s S] [--notify-fd N]
  *
  * Notes for maintainers:
  *  - Numbers on the command line are parsed by parse_uint() below, never by strtol(): a student's
@@ -19,7 +19,11 @@
  *  - --hold is the grader's start barrier, as in kprobeme: start-up done, "start" written, then
  *    SIGUSR1 is awaited.  --linger-s keeps the process (and its memory map, from which ustack
  *    names frames) alive after the loop until SIGTERM.
- *  - Truth records are one write(2) each, in the exact form {"event": "NAME", ...}.
+ *  - Truth records are one write(2) each, in the exact form {"event": "NAME", ...}, and all of them are
+ *    written at exit: during the run the records are plain numbers in memory (no snprintf, no write), so a
+ *    uprobe on libc's write() or a kprobe on vfs_write sees no answer while scripts trace.  The grader
+ *    stops every script before it ends uprobeme.  --notify-fd N gets one byte with no content when
+ *    start-up is done and one when the loop is done: how the grader knows, without the log.
  *  - It prints nothing on success, so the answers are not given away.
  */
 #define _GNU_SOURCE
@@ -43,6 +47,7 @@
 
 static const char *const JOBS[4] = {"sync_ledger", "price_basket", "audit_trail", "ship_parcel"};
 static int truth_fd = -1;
+static long notify_fd = -1;
 static uint64_t rng_state;
 static volatile long sink;
 
@@ -184,12 +189,92 @@ __attribute__((noinline)) long ship_parcel(int parses)
 
 static long (*const JOB_FN[4])(int) = {sync_ledger, price_basket, audit_trail, ship_parcel};
 
+/* ---- the run's records, kept until exit ---- */
+
+/* One iteration of the loop, as plain numbers: formatted and written only at exit. */
+struct iteration {
+	long order_id, price, ns, delay_ns, value;
+	int qty, slow, job, parses;
+};
+
+static char start_record[512];
+static int released;
+static struct iteration *iterations;
+static unsigned long n_iterations, cap_iterations;
+
+static void emit_iteration(unsigned long seq, const struct iteration *it)
+{
+	truth("{\"event\": \"order\", \"seq\": %lu, \"order_id\": %ld, \"qty\": %d, \"ret\": %ld}", seq,
+	      it->order_id, it->qty, it->price);
+	truth("{\"event\": \"quote\", \"seq\": %lu, \"ns\": %ld, \"delay_ns\": %ld, \"slow\": %s}", seq, it->ns,
+	      it->delay_ns, it->slow ? "true" : "false");
+	truth("{\"event\": \"job\", \"seq\": %lu, \"job\": \"%s\"}", seq, JOBS[it->job]);
+	if (it->parses)
+		truth("{\"event\": \"strtol\", \"seq\": %lu, \"job\": \"%s\", \"value\": %ld}", seq, JOBS[it->job],
+		      it->value);
+}
+
+/* Write what is kept so far; seq numbers go on from what was written before (only if memory ran out). */
+static unsigned long written_iterations;
+static int start_written, released_written;
+
+static void flush_records(void)
+{
+	if (!start_written) {
+		truth("%s", start_record);
+		start_written = 1;
+	}
+	if (released && !released_written) {
+		truth("{\"event\": \"released\"}");
+		released_written = 1;
+	}
+	for (unsigned long k = 0; k < n_iterations; k++)
+		emit_iteration(written_iterations + k, &iterations[k]);
+	written_iterations += n_iterations;
+	n_iterations = 0;
+}
+
+static void keep_iteration(const struct iteration *it)
+{
+	if (truth_fd < 0)
+		return;
+	if (n_iterations == cap_iterations) {
+		unsigned long want = cap_iterations ? cap_iterations * 2 : 256;
+		struct iteration *more = realloc(iterations, want * sizeof(*iterations));
+
+		if (more) {
+			iterations = more;
+			cap_iterations = want;
+		} else {
+			flush_records();
+		}
+	}
+	if (n_iterations < cap_iterations) {
+		iterations[n_iterations++] = *it;
+	} else {
+		emit_iteration(written_iterations, it);
+		written_iterations++;
+	}
+}
+
+/* One byte with no content (see the top). */
+static void notify(void)
+{
+	ssize_t w;
+
+	if (notify_fd < 0)
+		return;
+	do
+		w = write((int)notify_fd, ".", 1);
+	while (w < 0 && errno == EINTR);
+}
+
 /* ---- the run ---- */
 
 static void usage_exit(const char *why)
 {
 	fprintf(stderr, "%s: %s (usage: %s [--count N] [--interval-ms MS] [--duration-s S] [--slow-calls K] "
-		"[--seed N] [--truth-log PATH] [--hold] [--linger-s S])\n", PROG, why, PROG);
+		"[--seed N] [--truth-log PATH] [--hold] [--linger-s S] [--notify-fd N])\n", PROG, why, PROG);
 	exit(2);
 }
 
@@ -207,7 +292,7 @@ static int wait_signal(const sigset_t *set, long ns)
 int main(int argc, char **argv)
 {
 	unsigned long count = MAX_COUNT, interval_ms = 1000, duration_s = MAX_SECONDS, slow_calls = 0;
-	unsigned long seed = 0, linger_s = 0;
+	unsigned long seed = 0, linger_s = 0, notify_arg = 0;
 	int hold = 0, have_slow = 0, have_seed = 0;
 	const char *log = NULL;
 
@@ -231,6 +316,8 @@ int main(int argc, char **argv)
 			bad = parse_uint(v, UINT32_MAX, &seed), have_seed = 1;
 		else if (strcmp(a, "--linger-s") == 0)
 			bad = parse_uint(v, MAX_SECONDS, &linger_s);
+		else if (strcmp(a, "--notify-fd") == 0)
+			bad = parse_uint(v, 1023, &notify_arg), notify_fd = (long)notify_arg;
 		else if (strcmp(a, "--truth-log") == 0)
 			bad = !v || !*v, log = v;
 		else
@@ -247,6 +334,7 @@ int main(int argc, char **argv)
 		slow_calls = count;
 	rng_state = seed;
 	prctl(PR_SET_NAME, PROG, 0, 0, 0);
+	signal(SIGPIPE, SIG_IGN);     /* the grader may close its end of --notify-fd early */
 
 	sigset_t set;
 	sigemptyset(&set);
@@ -269,18 +357,22 @@ int main(int argc, char **argv)
 	second += second >= first;
 	int parser[4] = {0};
 	parser[first] = parser[second] = 1;
-	truth("{\"event\": \"start\", \"pid\": %d, \"count\": %lu, \"slow_calls\": %lu, \"seed\": %lu, "
-	      "\"jobs\": [\"%s\", \"%s\", \"%s\", \"%s\"], \"parsers\": [\"%s\", \"%s\"]}",
-	      (int)getpid(), count, slow_calls, seed, JOBS[0], JOBS[1], JOBS[2], JOBS[3], JOBS[first], JOBS[second]);
+	/* Formatted now, before any probe of the run is live; written at exit with the rest. */
+	snprintf(start_record, sizeof start_record,
+		 "{\"event\": \"start\", \"pid\": %d, \"count\": %lu, \"slow_calls\": %lu, \"seed\": %lu, "
+		 "\"jobs\": [\"%s\", \"%s\", \"%s\", \"%s\"], \"parsers\": [\"%s\", \"%s\"]}",
+		 (int)getpid(), count, slow_calls, seed, JOBS[0], JOBS[1], JOBS[2], JOBS[3], JOBS[first], JOBS[second]);
+	notify();
 
 	if (hold) {
 		int sig = wait_signal(&set, HOLD_MAX_S * 1000000000L);
 
 		if (sig != SIGUSR1) {
+			flush_records();
 			truth("{\"event\": \"exit\", \"reason\": \"not released\"}");
 			return sig == -1 ? 3 : 0;
 		}
-		truth("{\"event\": \"released\"}");
+		released = 1;
 	}
 
 	long started = now_ns(), deadline = started + (long)duration_s * 1000000000L;
@@ -288,11 +380,10 @@ int main(int argc, char **argv)
 	int stopped = 0;
 
 	for (i = 0; i < count && !stopped; i++) {
+		struct iteration it;
 		long order_id = draw_order_id(i);
 		int qty = 1 + (int)rng_below(9);
 		long price = process_order(order_id, qty);
-		truth("{\"event\": \"order\", \"seq\": %lu, \"order_id\": %ld, \"qty\": %d, \"ret\": %ld}",
-		      i, order_id, qty, price);
 
 		int slow = rng_below(count - i) < slow_left;
 		slow_left -= slow;
@@ -302,16 +393,13 @@ int main(int argc, char **argv)
 		long took = now_ns() - t0;
 		/* delay_ns bounds what probes on fetch_quote can measure from below (the sleep is inside it), ns from
 		 * above (this clock encloses both probes): a call stalled by the scheduler is still bounded. */
-		truth("{\"event\": \"quote\", \"seq\": %lu, \"ns\": %ld, \"delay_ns\": %ld, \"slow\": %s}", i, took,
-		      quote_delay_ns, slow ? "true" : "false");
 
 		/* Each parser runs in the first iterations at least once; then any job. */
 		int job = i == 0 ? first : i == 1 ? second : (int)rng_below(4);
 		parse_value = (long)rng_below(100000);
-		truth("{\"event\": \"job\", \"seq\": %lu, \"job\": \"%s\"}", i, JOBS[job]);
-		if (parser[job])
-			truth("{\"event\": \"strtol\", \"seq\": %lu, \"job\": \"%s\", \"value\": %ld}", i, JOBS[job],
-			      parse_value);
+		it = (struct iteration){.order_id = order_id, .price = price, .ns = took, .delay_ns = quote_delay_ns,
+					.value = parse_value, .qty = qty, .slow = slow, .job = job, .parses = parser[job]};
+		keep_iteration(&it);
 		sink += JOB_FN[job](parser[job]);
 
 		long next = started + (long)(i + 1) * (long)interval_ms * 1000000L;
@@ -325,9 +413,11 @@ int main(int argc, char **argv)
 			break;
 		}
 	}
-	truth("{\"event\": \"done\", \"count\": %lu}", i);
+	notify();
 	if (!stopped && linger_s)
 		wait_signal(&set, (long)linger_s * 1000000000L);
+	flush_records();
+	truth("{\"event\": \"done\", \"count\": %lu}", i);
 	truth("{\"event\": \"exit\"}");
 	return 0;
 }
