@@ -38,12 +38,14 @@ a record and the agent never reads the log, so a probe on write(), read() or vfs
 Standard library only: it must run on a bare Debian 12/13 python3.
 
     bpfhol-agent run JOB.json     grade one job, print the result JSON
+    bpfhol-agent collect F.bt...  the student's scripts as they are (content, sha256, mtime): grade --pool
     bpfhol-agent facts            host facts for preflight (arch, kernel, bpftrace, BTF, kprobes)
     bpfhol-agent version
 """
 
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import platform
@@ -143,6 +145,11 @@ REPLY_FIELDS = {
     "stopped_units": ((list,), "optional"),
     "timing": ((dict,), "optional"),
     "facts": ((dict,), "optional"),
+    "files": ((list,), "collect"),
+}
+COLLECTED_FIELDS = {                   # each item of "files" (a reply to collect)
+    "path": (str,), "status": (str,), "source": (str,), "error": (str,), "sha256": (str,), "size": (int,),
+    "mtime": (int, float, type(None)),
 }
 SCRIPT_FIELDS = {                      # each item of "scripts"
     "name": (str,), "status": (str,), "path": (str, type(None)), "source": (str,), "error": (str,),
@@ -161,8 +168,8 @@ def reply_problems(reply, kind="run"):
     problems = []
     ok = reply.get("ok")
     for name, (types, when) in REPLY_FIELDS.items():
-        needed = when == "always" or (when == "failure" and ok is False) or (when == "run" and ok is True
-                                                                               and kind == "run")
+        needed = when == "always" or (when == "failure" and ok is False) or (when in ("run", "collect") and ok is True
+                                                                               and kind == when)
         if name not in reply:
             if needed:
                 problems.append("field %r missing" % name)
@@ -184,6 +191,13 @@ def reply_problems(reply, kind="run"):
             if name in item and (not isinstance(item[name], types)
                                  or (isinstance(item[name], bool) and bool not in types)):
                 problems.append("scripts[%d].%s is %s" % (i, name, type(item[name]).__name__))
+    for i, item in enumerate(reply.get("files") or [] if isinstance(reply.get("files"), list) else []):
+        if not isinstance(item, dict) or item.get("status") not in ("ok", "missing", "too_large", "unreadable"):
+            problems.append("files[%d] is not an object with a known status" % i)
+            continue
+        for name, types in COLLECTED_FIELDS.items():
+            if name in item and (not isinstance(item[name], types) or isinstance(item[name], bool)):
+                problems.append("files[%d].%s is %s" % (i, name, type(item[name]).__name__))
     return problems[:5]
 
 
@@ -1039,6 +1053,32 @@ def _start_units(units):
 # ---------------------------------------------------------------------------------------------
 
 
+def collect_scripts(paths):
+    """``bpfhol-agent collect PATH...``: a student's scripts as they are now, for grading elsewhere (the grader's
+    `grade --pool`: graded on the instructor's VMs, not here, where the student is root).  Each file is read as a
+    job reads it (no links, no specials, size-capped) and reported with its sha256, size and modification time.
+    Nothing here decides a grade: a forged reply can only hand in other scripts, which is the student's to do."""
+    if not 1 <= len(paths) <= MAX_SCRIPTS:
+        raise JobError("collect takes 1 to %d script paths" % MAX_SCRIPTS, code="usage")
+    files = []
+    for path in paths:
+        _script_source({"path": path}, None)            # absolute, ends in .bt, no /../ (JobError otherwise)
+        status, data = _read_script(path, MAX_SCRIPT_BYTES)
+        item = {"path": path, "status": status}
+        if status != "ok":
+            item["error"] = data
+        else:
+            try:
+                mtime = os.lstat(path).st_mtime
+            except OSError:
+                mtime = None
+            item.update(source=data.decode("utf-8", "replace"), sha256=hashlib.sha256(data).hexdigest(),
+                        size=len(data), mtime=mtime)
+        files.append(item)
+    return {"ok": True, "agent_version": AGENT_VERSION, "reply_format": REPLY_FORMAT, "files": files,
+            "collected_at": time.time()}
+
+
 def run_job(job_path):
     t0 = now()
     job = check_job(job_path)
@@ -1164,15 +1204,18 @@ def main(argv):
             result = run_job(argv[1])
         elif len(argv) == 1 and argv[0] == "facts":
             result = facts()
+        elif argv[:1] == ["collect"]:
+            result = collect_scripts(argv[1:])
         else:
-            result = {"ok": False, "code": "usage", "error": "usage: bpfhol-agent run JOB.json | facts | version"}
+            result = {"ok": False, "code": "usage",
+                      "error": "usage: bpfhol-agent run JOB.json | collect SCRIPT.bt... | facts | version"}
     except JobError as exc:
         result = {"ok": False, "code": exc.code, "error": str(exc)}
     except (OSError, ValueError, TypeError, KeyError) as exc:
         result = {"ok": False, "code": "agent", "error": "agent failed: %s" % exc}
     result.setdefault("agent_version", AGENT_VERSION)
     result.setdefault("reply_format", REPLY_FORMAT)
-    problems = reply_problems(result, kind="run" if argv[:1] == ["run"] else "facts")
+    problems = reply_problems(result, kind=argv[0] if argv[:1] in (["run"], ["collect"]) else "facts")
     if problems:                     # never print what the grader would refuse: say so in the format instead
         result = {"ok": False, "code": "agent", "agent_version": AGENT_VERSION, "reply_format": REPLY_FORMAT,
                   "error": "agent built a reply outside its format: %s" % "; ".join(problems)}

@@ -65,6 +65,22 @@ def build_parser():
     g.add_argument("--parallel", type=int, default=16, help="hosts graded at once (default 16)")
     g.add_argument("--student", action="append",
                    help="grade only this student (repeatable); the reports still list the whole cohort")
+    g.add_argument("--pool", metavar="VMS",
+                   help="grades that count: collect each student's scripts from their VM and grade them on these "
+                   "lab VMs of yours (roster, same formats). Without it, scripts run on each student's own VM, "
+                   "where the student is root: a self-check, not a grade to sign")
+    g.add_argument("--pool-format", choices=ROSTER_FORMATS, help="format of the --pool roster (default: guessed)")
+    g.add_argument("--deadline", metavar="TIME",
+                   help="with --pool: scripts changed after TIME (ISO 8601, e.g. 2026-12-14T23:59, local time "
+                   "unless a zone is given) are flagged, or not graded with --late refuse")
+    g.add_argument("--extensions", metavar="FILE",
+                   help="with --deadline: later deadlines for some students (CSV student,deadline or YAML "
+                   "{student: deadline})")
+    g.add_argument("--late", choices=("flag", "refuse"), default="flag",
+                   help="a script changed after the deadline: flag it in the feedback (default) or do not grade it")
+    g.add_argument("--recollect", action="store_true",
+                   help="with --pool: collect the scripts again (default: a student's first collection is kept) "
+                   "and regrade those students")
     _common(g)
 
     s = sub.add_parser("submissions", help="grade a folder SUBMISSIONS/<student-id>/q1.bt ... on lab VMs you name",
@@ -189,13 +205,71 @@ def cmd_grade(args):
             raise GraderError("none of --student %s is in the roster" % ", ".join(sorted(wanted)))
     if args.parallel < 1:
         raise GraderError("--parallel must be at least 1")
+    pool_only = [name for name in ("deadline", "extensions", "recollect") if getattr(args, name)]
+    if pool_only and not args.pool:
+        raise GraderError("--%s goes with --pool (grades that count are computed on your lab VMs)" % pool_only[0])
+    if args.extensions and not args.deadline:
+        raise GraderError("--extensions goes with --deadline (the deadline everyone else has)")
     results_dir = args.results or os.path.join("results", lab.name)
     journal = Journal(results_dir, wait=args.wait)
     _same_lab(lab, journal, results_dir)
     _remember_lms(results_dir, cohort, args.lms_assignment)
-    judged = grade_roster(lab, entries, journal, parallel=args.parallel, force=args.force, retries=args.retries,
-                          options=_options(args, results_dir))
+    if args.pool:
+        judged = _grade_on_pool(args, lab, entries, journal, results_dir)
+    else:                        # the table and summary.txt say these are self-checks (reports/table.py)
+        judged = grade_roster(lab, entries, journal, parallel=args.parallel, force=args.force,
+                              retries=args.retries, options=_options(args, results_dir))
     return _finish(cohort_results(journal, [e.student for e in cohort]), lab, results_dir, args.quiet, judged)
+
+
+def _grade_on_pool(args, lab, entries, journal, results_dir):
+    """grade --pool: collect each student's scripts from their VM (kept in <results>/collected/), then grade them
+    on the instructor's VMs through the submissions path (grader/collect.py says what each step trusts)."""
+    from . import grading
+    from .cohort import backend_for, finished, grade_submissions
+    from .collect import collect_cohort, load_extensions, mark_late, parse_time, student_deadline, submission_of
+    from .roster import load_roster
+
+    vms = load_roster(args.pool, args.pool_format)
+    if not any(not vm.problem for vm in vms):
+        raise GraderError("no usable lab VM in %s: %s" % (args.pool, vms[0].problem))
+    deadline = parse_time(args.deadline) if args.deadline else None
+    extensions = load_extensions(args.extensions) if args.extensions else {}
+    unknown = sorted(set(extensions) - {e.student for e in entries})
+    if unknown and not args.student:
+        raise GraderError("the extensions file names %s, who is not in the roster" % ", ".join(unknown[:3]))
+    options = _options(args, results_dir)
+    done = {} if (args.force or args.recollect) else {
+        s: r for s, r in finished(journal).items() if r.mode == "pool"}     # a self-check's grade never counts
+    todo = [e for e in entries if e.student not in done]
+
+    def said(student, manifest):
+        if not args.quiet:
+            what = "collected" if isinstance(manifest, dict) else "not collected: %s" % manifest[:100]
+            print("collect %s: %s" % ("".join(c for c in student if c.isprintable())[:40], what), file=sys.stderr)
+
+    manifests = collect_cohort(lab, todo, results_dir, lambda e: backend_for(e, options), args.parallel,
+                               recollect=args.recollect, progress=said)
+    subs = []
+    for entry in todo:
+        manifest = manifests[entry.student]
+        if isinstance(manifest, dict):
+            subs.append(submission_of(lab, manifest, results_dir,
+                                      student_deadline(entry.student, deadline, extensions), args.late))
+            continue
+        result = grading.not_gradable(entry.student, "could not collect the scripts: %s" % manifest, entry.host)
+        result.max_score, result.mode = lab.max_score, "pool"
+        journal.record(result, lab)
+
+    def adjust(result):
+        mark_late(result, lab, manifests[result.student], student_deadline(result.student, deadline, extensions),
+                  args.late)
+
+    if subs:
+        grade_submissions(lab, subs, vms, journal, force=True, retries=args.retries, options=options, mode="pool",
+                          adjust=adjust)
+    recorded = journal.load()
+    return [recorded[e.student] for e in entries if e.student in recorded]
 
 
 def cmd_submissions(args):

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from . import grading
 from .backend.ssh import SSHBackend
@@ -124,6 +125,7 @@ def grade_roster(lab, entries, journal, parallel=8, force=False, retries=1, opti
                 result = grading.not_gradable(entry.student, "grader error: %s: %s" % (type(exc).__name__, exc),
                                               entry.host)
         result.max_score = lab.max_score
+        result.mode = "self-check"
         try:
             journal.record(result, lab)
         except GraderError as exc:
@@ -143,9 +145,44 @@ def grade_roster(lab, entries, journal, parallel=8, force=False, retries=1, opti
     return [merged[s] for s in order if s in merged]
 
 
-def grade_submissions(lab, submissions, vms, journal, force=False, retries=1, options=None):
+# Failures a submission itself may cause (a reply the agent could not make, a workload that recorded nothing);
+# a VM is retired for one of them only after a canary job (the lab's reference answers) fails on it too.
+SUBMISSION_MAY_CAUSE = {"agent", "workload"}
+
+
+def reference_uploads(lab):
+    """The lab's reference answers as a submission's uploads ({} when the lab folder has none)."""
+    uploads = {}
+    for ex in lab.exercises:
+        path = Path(lab.path) / "solutions" / ex.script
+        if path.is_file():
+            uploads[ex.script] = path.read_bytes()
+    return uploads if len(uploads) == len(lab.exercises) else {}
+
+
+def canary_passes(lab, vm, options):
+    """Does this VM grade the lab's reference answers (a result, whatever its score)?  False when it cannot, or
+    when the lab has no references to try (then a failure retires the VM, as before)."""
+    uploads = reference_uploads(lab)
+    if not uploads:
+        return False
+    backend = backend_for(vm, options)
+    try:
+        backend.connect()
+        scripts = {ex.id: ("upload", ex.script) for ex in lab.exercises}
+        return grading.grade(backend, lab, "canary", scripts, uploads).status == "graded"
+    except HostError:
+        return False
+    finally:
+        backend.close()
+
+
+def grade_submissions(lab, submissions, vms, journal, force=False, retries=1, options=None, mode="submissions",
+                      adjust=None):
     """Submissions mode: students' folders graded on instructor VMs, one student per VM at a time
-    (every probe sees the whole kernel).  A VM that fails is retired; its student goes back in line."""
+    (every probe sees the whole kernel).  A VM that fails is retired; its student goes back in line.
+    ``mode`` is recorded with each result; ``adjust(result)`` amends a graded result before it is recorded
+    (grade --pool: the deadline's marks)."""
     options = options or {}
     done = {} if force else finished(journal)
     todo = [s for s in submissions if s.student not in done]
@@ -160,6 +197,9 @@ def grade_submissions(lab, submissions, vms, journal, force=False, retries=1, op
 
     def finish(result):
         result.max_score = lab.max_score
+        result.mode = mode
+        if adjust is not None and result.status == "graded":
+            adjust(result)
         journal.record(result, lab)
         results[result.student] = result
         progress.step(result)
@@ -179,6 +219,12 @@ def grade_submissions(lab, submissions, vms, journal, force=False, retries=1, op
                     backend.connect()
                     result = grading.grade(backend, lab, sub.student, sub.scripts, sub.uploads)
                 except HostError as exc:
+                    if exc.kind in SUBMISSION_MAY_CAUSE and canary_passes(lab, vm, options):
+                        # The VM grades the references: this submission, not the VM, broke the run.  The VM
+                        # stays in the pool (a student must not be able to retire it), the student is told.
+                        finish(grading.not_gradable(sub.student, "this submission stopped the grading run on a lab "
+                                                    "VM that grades the lab's reference answers: %s" % exc, vm.host))
+                        continue
                     if exc.kind in RETRY_KINDS | {"agent", "host_key", "auth", "workload"}:
                         retire = exc.kind not in ("connection", "busy") or tries >= retries
                         if tries < retries + 1 and (live_count[0] > 1 or not retire):

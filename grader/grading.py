@@ -52,6 +52,8 @@ class StudentResult:
     evidence: str = ""              # students/<slug>/evidence-*.json: what the verdicts were decided on
     lab: str = ""                   # the lab judged (a results folder holds one lab; a re-judge checks it)
     rejudged: dict = field(default_factory=dict)   # a re-judge's new line keeps the verdict it replaced
+    mode: str = ""                  # where it was graded: self-check (the student's own VM) | pool | submissions
+    submitted: dict = field(default_factory=dict)  # pool mode: the collection (when, hashes, deadline, late scripts)
 
     def to_dict(self):
         return asdict(self)

@@ -345,3 +345,8 @@ class SSHBackend:
     def agent_facts(self, timeout=90):
         code, out, err = self.exec(self._sudo([self.agent, "facts"]), timeout=timeout, cap=FACTS_CAP)
         return parse_reply(out, err, code, self.name)
+
+    def collect_scripts(self, paths, timeout=60):
+        """The student's scripts as they are now (the agent's ``collect``), to be graded on other VMs."""
+        code, out, err = self.exec(self._sudo([self.agent, "collect", *paths]), timeout=timeout)
+        return parse_reply(out, err, code, self.name, kind="collect")

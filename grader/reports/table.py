@@ -23,4 +23,8 @@ def render(results, lab):
     lines.append("%d students: %d graded, %d not gradable%s" % (
         len(results), len(graded), len(results) - len(graded) - len(waiting),
         ", %d not graded yet" % len(waiting) if waiting else ""))
+    own = sum(1 for r in graded if getattr(r, "mode", "") == "self-check")
+    if own:
+        lines.append("%d of them graded on their own VM, where they are root: a self-check, not a grade to sign "
+                     "(grades that count: grade ROSTER --pool VMS)" % own)
     return "\n".join(lines) + "\n"
