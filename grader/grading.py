@@ -86,6 +86,33 @@ def probe_kinds(source):
     return kinds
 
 
+# An attach point of a function probe: kind, then its target up to blank space, a block or a predicate.
+ATTACH_POINT = re.compile(r"(?m)(?:^|[\s,}])([A-Za-z]+):([^\s,{]+)")
+FUNCTION_PROBES = {"kprobe", "kretprobe", "uprobe", "uretprobe", "usdt", "fentry", "fexit"}
+
+
+def probed_functions(source):
+    """The function each function probe of a script names (uprobe:/bin/x:f -> f, kprobe:f -> f, globs kept),
+    comments and strings ignored."""
+    names = []
+    for m in ATTACH_POINT.finditer(strip_comments(source)):
+        if PROBE_ALIASES.get(m.group(1), m.group(1)) in FUNCTION_PROBES:
+            target = m.group(2)
+            for i, ch in enumerate(target):        # a predicate written right after the function: f/pid == 1/
+                if ch == "/" and ":" not in target[i:] and i and target[i - 1] != ":":
+                    target = target[:i]
+                    break
+            names.append(target.rsplit(":", 1)[-1])
+    return names
+
+
+def probes_one_of(source, functions):
+    """Does the script attach a probe to one of ``functions`` (a glob such as process_* that matches one counts)?"""
+    from fnmatch import fnmatchcase
+
+    return any(fnmatchcase(f, pattern) for pattern in probed_functions(source) for f in functions)
+
+
 def build_job(lab, scripts, rng=None):
     """scripts: {exercise id: ("upload", name) | ("path", absolute path)}."""
     workload = lab.workload_run(rng)
@@ -192,6 +219,12 @@ def judge_exercise(ex, lab, item, truth):
         return ExerciseResult(reason="wrong_probe_type", feedback="this lab is about %s: your script must attach "
                               "at least one of them (e.g. %s:...)" % (" or ".join(lab.require_probe_types),
                                                                    lab.require_probe_types[0]),
+                              output_excerpt=excerpt, **base)
+    if ex.probe_on and not probes_one_of(source, ex.probe_on):
+        # An answer read from the workload's I/O, or from anything but the function asked about, is no answer.
+        return ExerciseResult(reason="not_probed", feedback="this question is about %s: your script must attach a "
+                              "probe to %s" % (" / ".join("%s()" % f for f in ex.probe_on),
+                                               "it" if len(ex.probe_on) == 1 else "one of them"),
                               output_excerpt=excerpt, **base)
     if item.get("flooded"):
         return ExerciseResult(reason="flooded", feedback="your script printed %d bytes and was stopped: filter "

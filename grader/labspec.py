@@ -25,6 +25,7 @@ INSTALLED_LABS = Path("/opt/bpfhol/labs")
 # Where the agent creates the randomized lab files (grader/agent.py: LAB_FILE_ROOT, root-only).
 LAB_FILE_ROOT = "/run/bpfhol-lab"
 SCRIPT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}\.bt$")
+FUNCTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 PROBE_TYPES = {"kprobe", "kretprobe", "tracepoint", "rawtracepoint", "uprobe", "uretprobe", "usdt",
                "fentry", "fexit", "kfunc", "kretfunc", "profile", "interval", "software", "hardware"}
 
@@ -39,6 +40,7 @@ class Exercise:
     params: dict = field(default_factory=dict)
     hints: dict = field(default_factory=dict)
     visible: bool = True
+    probe_on: list = field(default_factory=list)    # functions the question is about: a script must probe one
 
 
 @dataclass
@@ -286,10 +288,14 @@ def load_lab(name_or_path, labs_dir=None):
         points = ex.get("points", 1)
         if not isinstance(points, (int, float)) or points < 0:
             raise GraderError("%s: points must be a number >= 0" % ewhere)
+        probe_on = ex.get("probe_on") or []
+        if not isinstance(probe_on, list) or not all(isinstance(f, str) and FUNCTION_NAME.fullmatch(f)
+                                                     for f in probe_on):
+            raise GraderError("%s: probe_on must list function names, like [process_order]" % ewhere)
         exercises.append(Exercise(id=ex_id, title=str(ex.get("title", ex_id)), script=script, points=points,
                                   check=check, params=dict(ex.get("params") or {}),
                                   hints={str(k): str(v) for k, v in (ex.get("hints") or {}).items()},
-                                  visible=bool(ex.get("visible", True))))
+                                  visible=bool(ex.get("visible", True)), probe_on=list(probe_on)))
     if not exercises:
         raise GraderError("%s: exercises must not be empty" % where)
 
