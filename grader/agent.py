@@ -88,6 +88,7 @@ FLOOD_FACTOR = 16
 # Fixed bounds of the phases (seconds); worst_case_seconds() adds them up for the grader.
 BOUND_WORKLOAD_READY = 30      # exec + loader + truth log of the held workload
 BOUND_WORKLOAD_END = 10        # after the window, before the workload is terminated
+WORKLOAD_LINGER = 900           # a workload's --linger-s when the lab gives none (it is ended long before)
 BOUND_WORKLOAD_EXIT = 3        # each wait for an ending process: the workload (it writes its log) or a script
 BOUND_SYSTEMCTL = 20           # each systemctl call of the menu's units (stop, then start again)
 BOUND_VERSION = 15             # bpftrace --version for the facts
@@ -413,26 +414,87 @@ def lock_file():
     return "/run/bpfhol-agent-%s.lock" % hashlib.sha256(prefix.encode()).hexdigest()[:12]
 
 
+def _take_ticket(queue):
+    """A waiting job's place in line: a file named by the time it came (and its pid), flock'ed by the job while it
+    waits, so a ticket nobody holds is a dead waiter's.  Returns (name, open descriptor)."""
+    try:
+        os.mkdir(queue, 0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(queue)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        raise JobError("%s is not a private folder of the agent's; remove it and retry" % queue, code="agent")
+    name = "%020d-%d" % (time.time_ns(), os.getpid())
+    # made and locked under a hidden name, then renamed into line: a ticket in line is never an unlocked one
+    hidden = os.path.join(queue, "." + name)
+    fd = os.open(hidden, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.rename(hidden, os.path.join(queue, name))
+    return name, fd
+
+
+def _first_in_line(queue, mine):
+    """Is ``mine`` the oldest ticket of a live waiter?  Dead waiters' tickets are removed on the way."""
+    for name in sorted(os.listdir(queue)):
+        if name == mine:
+            return True
+        if name.startswith("."):
+            continue
+        path = os.path.join(queue, name)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False                 # a live waiter came first
+        else:
+            try:
+                os.unlink(path)          # its waiter died (or just left with the lock): no place in line now
+            except OSError:
+                pass
+        finally:
+            os.close(fd)
+    return True
+
+
 def hold_lock(wait):
     """One grading job per host: two at once would trace each other's workloads.  Returns the
-    open lock file (held until it is closed or this process dies); JobError "busy" after ``wait``."""
+    open lock file (held until it is closed or this process dies); JobError "busy" after ``wait``.
+    First come, first served: waiting jobs queue by ticket (``<lock>.queue/``) and only the first in line
+    tries the lock, so a later job never overtakes an earlier one (before, whoever polled first after the
+    release won: a job waited 34 s while a later one waited 4)."""
     path = lock_file()
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     deadline = now() + wait
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                os.close(fd)
-                raise
+    try:
+        ticket, ticket_fd = _take_ticket(path + ".queue")
+    except BaseException:
+        os.close(fd)
+        raise
+    try:
+        while True:
+            if _first_in_line(path + ".queue", ticket):
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                        os.close(fd)
+                        raise
             if now() >= deadline:
                 holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "?"
                 os.close(fd)
                 raise JobError(code="busy", message="busy: another grading job (agent pid %s) is still running on this host after "
                                "%ds; retry when it ends" % (holder, wait))
             time.sleep(0.2)
+    finally:
+        try:
+            os.unlink(os.path.join(path + ".queue", ticket))
+        except OSError:
+            pass
+        os.close(ticket_fd)
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     return fd
@@ -742,6 +804,10 @@ def _workload_argv(job, truth_log):
         if not SAFE_NAME.match(key) or key == "notify-fd" or not SAFE_ARG.match(value) or ".." in value:
             raise JobError("unsafe workload argument %r=%r" % (key, value))
         argv += ["--" + key, value]
+    # It writes its log as it exits: it must outlive the scripts, whatever the lab says, so it lingers after
+    # its loop until stop_workload ends it.
+    if "--linger-s" not in argv:
+        argv += ["--linger-s", str(WORKLOAD_LINGER)]
     # The notices come on its stdout (a pipe to this process): no descriptor of its own, so the workload's
     # descriptor numbers stay what the job's offset says.
     return argv + ["--truth-log", truth_log, "--hold", "--notify-fd", "1"]

@@ -49,8 +49,12 @@ def test_refuses_unsafe_workload_arguments(tmp_path, monkeypatch):
         with pytest.raises(agent.JobError):
             agent._workload_argv({"workload": {"program": "kprobeme", "args": args}}, "/tmp/t")
     argv = agent._workload_argv({"workload": {"program": "kprobeme", "args": {"leak-every": 3}}}, "/tmp/t")
-    # the workload's notices come on its stdout, a pipe to the agent (no descriptor of its own: fds unchanged)
-    assert argv[1:] == ["--leak-every", "3", "--truth-log", "/tmp/t", "--hold", "--notify-fd", "1"]
+    # the workload's notices come on its stdout, a pipe to the agent (no descriptor of its own: fds unchanged),
+    # and it lingers until the agent ends it (its log is written as it ends, after the scripts)
+    assert argv[1:] == ["--leak-every", "3", "--linger-s", "900", "--truth-log", "/tmp/t", "--hold",
+                        "--notify-fd", "1"]
+    argv = agent._workload_argv({"workload": {"program": "kprobeme", "args": {"linger-s": 60}}}, "/tmp/t")
+    assert argv.count("--linger-s") == 1 and argv[argv.index("--linger-s") + 1] == "60"
 
 
 def test_script_copy_refuses_links_specials_and_giants(tmp_path):
