@@ -36,4 +36,8 @@ EXPECTED_UPROBES = {
               "u4": {"wrong_counts", "non_parser"}},
     # correct answers written differently: multi-key maps, nanoseconds keyed by comm, ustack(4) with comm
     "variants": {"u1": {"ok"}, "u2": {"ok"}, "u3": {"ok"}, "u4": {"ok"}},
+    # issue 32's forms: a map keyed by the order id holding each order's qty (not counts), a map keyed by the price
+    # holding its order id, a line per call with its sequence number and a decimal ms ("call 17 took 39.417 ms"),
+    # ustack(3) in a named map
+    "variants_b": {"u1": {"ok"}, "u2": {"ok"}, "u3": {"ok"}, "u4": {"ok"}},
 }

@@ -8,12 +8,15 @@ from a fresh seed per grading run, so what a check accepts must come from watchi
 
 call_values (u1, u2): the run's values of one field, one per call.  Accepted: a column of the printf
   lines (lines with the same count of integers, the same position) whose values are exactly the
-  run's values (as a multiset: per-CPU buffers may reorder lines); or a map whose keys (any key
-  field) or whose values are exactly them, keys counted by their count.  A guess cannot pass: the
-  values are 6-digit ids or prices drawn per call, and the whole multiset must match.  Printing the
-  other field (order ids for u2) gets its own hint.
-latency_hist (u3): a histogram (hist or lhist, any unit: ns, us or ms; one map or summed over a
-  map's keys) with one entry per call of the run, or one latency per printf line, that this run's
+  run's values (as a multiset: per-CPU buffers may reorder lines); or a map keyed by them (any key
+  field), whatever its values hold (a count, each order's qty, a timestamp: its keys are exactly the
+  run's distinct values); or a map whose values are exactly them.  A guess cannot pass: the values
+  are 6-digit ids or prices drawn per call, and the whole set must match.  Printing the other field
+  (order ids for u2) gets its own hint.
+latency_hist (u3): a histogram (hist or lhist, any unit: ns, us, ms or s; one map or summed over a
+  map's keys) with one entry per call of the run, or one duration per printf line (a column of the
+  lines, beside any other numbers such as a sequence number or pid; an integer or a decimal such as
+  "39.417" in any of those units, read to within one unit of its last digit), that this run's
   calls can fill: each call's probes measure at least the sleep it asked for ("delay_ns", inside
   fetch_quote) and at most the workload's own clock around the call ("ns", which encloses both
   probes), so the buckets must be matched by the calls one to one within those bounds (a stalled
@@ -31,11 +34,15 @@ keeps the valid variants that must pass.
 import heapq
 import re
 from collections import Counter, defaultdict
+from fractions import Fraction
 
 from grader.bpftrace_output import INT_RE, number
 from grader.checks import Verdict, check
 
-UNITS = {"ns": 1, "us": 1000, "ms": 1000 * 1000}
+UNITS = {"ns": 1, "us": 1000, "ms": 1000 * 1000, "s": 1000 * 1000 * 1000}
+# A number as a duration may be printed: an integer or a decimal ("%d.%03d" of integer arithmetic; bpftrace has no
+# floats).  Bounded like grader.bpftrace_output.number: a longer digit run is no duration of a 12 s run anyway.
+DURATION_RE = re.compile(r"(?<![\w.])(-?)(\d{1,20})(?:\.(\d{1,9}))?(?![\w.])")
 HEX_FRAME = re.compile(r"^\s*(0x)?[0-9a-f]{6,}\s*$", re.I)
 
 
@@ -54,26 +61,26 @@ def _columns(lines):
 
 
 def _map_multisets(output):
-    """Per map: the multiset of its integer keys (weighted by an integer value, else 1) per key position,
-    and the multiset of its integer values."""
-    keyed, valued = defaultdict(Counter), defaultdict(Counter)
+    """Per map: the set of its integer keys per key position, and the multiset of its integer values."""
+    keyed, valued = defaultdict(set), defaultdict(Counter)
     for entry in output.entries():
-        weight = entry.value if isinstance(entry.value, int) and entry.value > 0 else 1
         for pos, value in entry.int_fields():
-            keyed[(entry.map, pos)][value] += weight
+            keyed[(entry.map, pos)].add(value)
         if isinstance(entry.value, int) and entry.key:
             valued[entry.map][entry.value] += 1
     return keyed, valued
 
 
 def _matches(output, wanted):
-    """Where the output holds exactly the multiset ``wanted`` (None if nowhere)."""
+    """Where the output holds exactly the multiset ``wanted`` (None if nowhere).  A map keyed by the asked-for
+    value answers with its keys alone: what it stores per key (a count, each order's qty, a timestamp) is the
+    student's choice, so its keys must be exactly the run's distinct values and its values are not read."""
     for (width, pos), values in _columns(output.lines).items():
         if Counter(values) == wanted:
             return "a line per call (%d lines)" % len(values)
     keyed, valued = _map_multisets(output)
-    for (name, _), counts in keyed.items():
-        if counts == wanted:
+    for (name, _), keys in keyed.items():
+        if keys == set(wanted):
             return "map %s keyed by it" % name
     for name, counts in valued.items():
         if counts == wanted:
@@ -110,8 +117,8 @@ def call_values(output, truth, params):
     found = seen & set(wanted)
     if not found:
         return Verdict(False, "not_found", "none of the run's %d %s values appear in your output" % (len(calls), field))
-    return Verdict(False, "partial", "%d of the run's %d distinct %s values appear, but not exactly one per call"
-                   % (len(found), len(wanted), field))
+    return Verdict(False, "partial", "%d of the run's %d distinct %s values appear, but your output does not hold "
+                   "them all, one per call" % (len(found), len(wanted), field))
 
 
 def _bounds(rec):
@@ -157,6 +164,31 @@ def _lumps(rows, slow, fast):
     return None
 
 
+def _durations(line):
+    """(value, resolution) per number of a line, in the line's own unit: an integer reads to within 1, a
+    decimal to within one unit of its last digit ("39.417" to within 0.001)."""
+    out = []
+    for sign, whole, frac in DURATION_RE.findall(line):
+        value, step = (Fraction(int(whole + frac), 10 ** len(frac)), Fraction(1, 10 ** len(frac))) if frac \
+            else (int(whole), 1)
+        out.append((-value if sign else value, step))
+    return out
+
+
+def _line_columns(lines, n):
+    """The columns of the lines (same count of numbers, same position) with one value per call: each as the
+    rows of a histogram in the lines' unit, one call per row, [value - resolution, value + resolution) wide
+    (a script that divides each timestamp before subtracting them reads one step more than the call took).
+    Both readings of a line: its integers alone (as the other checks read it) and its decimals too."""
+    columns = defaultdict(list)
+    for line in lines:
+        for reading, numbers in (("int", [(v, 1) for v in _ints(line)]), ("decimal", _durations(line))):
+            for pos, (value, step) in enumerate(numbers):
+                columns[(reading, len(numbers), pos)].append((value - step, value + step, 1))
+    unique = {tuple(rows) for rows in columns.values() if len(rows) == n}
+    return [list(rows) for rows in sorted(unique)]
+
+
 @check("latency_hist")
 def latency_hist(output, truth, params):
     quotes = [rec for rec in truth.of(params.get("event", "quote"))
@@ -172,36 +204,54 @@ def latency_hist(output, truth, params):
     groups = defaultdict(list)          # a map keyed (@h[comm]) is summed over its keys
     for label, rows in output.hist_buckets().items():
         groups[label.split("[", 1)[0]].extend(rows)
-    candidates = [("histogram %s" % name, rows) for name, rows in groups.items() if rows]
-    for (width, pos), values in _columns(output.lines).items():
-        if len(values) == n:
-            candidates.append(("a line per call", [(v, v, 1) for v in values]))
-    if not candidates:
-        return Verdict(False, "no_hist", "no histogram in your output, nor one latency per line")
-    right_total, lumped = False, None
-    for what, rows in candidates:
+    # (kind, what, rows): a histogram's rows are [lo, hi] buckets read as [lo - 1, hi + 1) of its unit (a script
+    # that divides each timestamp before subtracting them reads one unit more than the call took)
+    candidates = [("hist", "histogram %s" % name, [(lo - 1, hi + 1, c) for lo, hi, c in rows])
+                  for name, rows in groups.items() if rows]
+    candidates += [("lines", "a line per call", rows) for rows in _line_columns(output.lines, n)]
+    has_numbered_lines = any(_durations(line) for line in output.lines)
+    if not candidates and not has_numbered_lines:
+        return Verdict(False, "no_hist", "no histogram in your output, nor one duration per line")
+    right_total, coarse = set(), {}
+    for kind, what, rows in candidates:
         if sum(c for _, _, c in rows) != n:
             continue
-        right_total = True
+        right_total.add(kind)
         for unit, factor in UNITS.items():
-            # [lo, hi] in the unit is [lo, hi + 1) of it, and a unit lower: a script that divides each
-            # timestamp before subtracting them reads one unit more than the call took
-            buckets = [((lo - 1) * factor, (hi + 1) * factor, c) for lo, hi, c in rows]
+            buckets = [(lo * factor, end * factor, c) for lo, end, c in rows]
             if not _fits(buckets, calls):
                 continue
             both = _lumps(buckets, slow, clearly_fast)
             if both is None:
                 return Verdict(True, "ok", "%s (in %s) holds the run's %d calls where they were measured, the "
                                "slow ones apart" % (what, unit, n))
-            lumped = lumped or (what, unit, both)
-    if lumped:
-        what, unit, (lo, end) = lumped
-        return Verdict(False, "lumped", "%s (in %s) holds the run's %d calls, but one bucket (%d to %d %s) holds "
-                       "slow and fast calls alike" % (what, unit, n, lo // UNITS[unit] + 1, end // UNITS[unit], unit))
+            coarse.setdefault(kind, (what, unit, both))
+    if "hist" in coarse:
+        what, unit, (lo, end) = coarse["hist"]
+        return Verdict(False, "lumped", "%s (in %s) holds the run's %d calls, but one bucket (%s to %s %s) holds "
+                       "slow and fast calls alike" % (what, unit, n, _amount(lo, unit, 1), _amount(end, unit, -1),
+                                                      unit))
+    if "lines" in coarse:
+        _, unit, _ = coarse["lines"]
+        return Verdict(False, "too_coarse", "your lines give one duration per call of the run (%d calls, read in "
+                       "%s), but too coarsely to tell its slow calls from its fast ones" % (n, unit))
     if right_total:
-        return Verdict(False, "wrong_split", "a histogram holds the run's %d calls, but not where this run's calls "
-                       "were measured (its slow ones apart from its fast ones)" % n)
-    return Verdict(False, "wrong_total", "no histogram holds exactly one entry per call of the run (%d calls)" % n)
+        held = {frozenset(["hist"]): "a histogram holds", frozenset(["lines"]): "a column of your lines holds",
+                frozenset(["hist", "lines"]): "a histogram and a column of your lines each hold"}[frozenset(right_total)]
+        return Verdict(False, "wrong_split", "%s one duration per call of the run (%d calls), but not what this "
+                       "run's calls took, in ns, us, ms or s (its slow ones apart from its fast ones)" % (held, n))
+    shapes = (["your histograms"] if groups else []) + (["your lines"] if output.lines else [])
+    if len(shapes) == 2:
+        return Verdict(False, "wrong_total", "neither your histograms nor your lines give exactly one duration per "
+                       "call of the run (%d calls)" % n)
+    return Verdict(False, "wrong_total", "%s do not give exactly one duration per call of the run (%d calls)"
+                   % (shapes[0] if shapes else "your output", n))
+
+
+def _amount(ns, unit, nudge):
+    """A bucket's end in its unit, as the student's histogram printed it (the read-in unit widened by one)."""
+    value = Fraction(ns) / UNITS[unit] + nudge
+    return str(int(value)) if value == int(value) else "%.3f" % float(value)
 
 
 def _jobs_in(text, jobs):

@@ -76,10 +76,11 @@ def test_uprobes_references_full_marks_and_guesses_none(tmp_path, farm, lab_pref
 def test_uprobes_cheats_fail_and_variants_pass(tmp_path, farm, lab_prefix):
     """Submissions mode on one host (graded one after another: uprobes see every process of the binary), the
     shared fixture cases: constants printed beside counting probes fail with the reasons expected_verdicts.py
-    names; correct answers written differently (multi-key maps, nanoseconds keyed by comm) pass."""
+    names; correct answers written differently (multi-key maps, nanoseconds keyed by comm, maps keyed by the
+    value holding other values, decimal ms per line) pass."""
     prefix = lab_prefix["root"]
     subs = tmp_path / "SUBMISSIONS"
-    for case in ("cheat", "variants"):
+    for case in ("cheat", "variants", "variants_b"):
         (subs / case).mkdir(parents=True)
         for name, text in case_scripts(case, prefix).items():
             (subs / case / name).write_text(text)
@@ -93,10 +94,10 @@ def test_uprobes_cheats_fail_and_variants_pass(tmp_path, farm, lab_prefix):
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     journal = {r["student"]: r for r in map(json.loads, (results / "journal.jsonl").read_text().splitlines())}
-    wrong = [(case, e["id"], e["reason"], e["feedback"][:200]) for case in ("cheat", "variants")
+    wrong = [(case, e["id"], e["reason"], e["feedback"][:200]) for case in ("cheat", "variants", "variants_b")
              for e in journal[case]["exercises"] if e["reason"] not in EXPECTED_UPROBES[case][e["id"]]]
     assert not wrong, wrong
-    assert journal["variants"]["score"] == 13 and journal["cheat"]["score"] == 0
+    assert journal["variants"]["score"] == journal["variants_b"]["score"] == 13 and journal["cheat"]["score"] == 0
 
 
 

@@ -119,12 +119,19 @@ HONEST = {
         "map @[arg0, arg1] = count()": lambda t: map_("@calls", Counter("%d, %d" % (o["order_id"], o["qty"])
                                                                        for o in orders(t))),
         "map @[tid, arg0] = count()": lambda t: map_("@", Counter("%d, %d" % (t.pid, o["order_id"]) for o in orders(t))),
+        # a map keyed by the order id answers whatever its values hold (issue 32: blind students' scripts)
+        "map @qty[arg0] = arg1 (values not counts)": lambda t: map_("@qty", {o["order_id"]: o["qty"]
+                                                                             for o in orders(t)}),
+        "map @at[arg0] = nsecs (values timestamps)": lambda t: map_("@at", {o["order_id"]: 10**12 + 160_000_000 * i
+                                                                            for i, o in enumerate(orders(t))}),
     },
     "u2": {
         "printf price": lambda t: printf(*["price %d" % o["ret"] for o in orders(t)]),
         "ret= lines": lambda t: printf(*["uprobeme ret=%d" % o["ret"] for o in orders(t)]),
         "map @[retval] = count()": lambda t: map_("@prices", Counter(o["ret"] for o in orders(t))),
         "map @price[order id] = retval": lambda t: map_("@price", {o["order_id"]: o["ret"] for o in orders(t)}),
+        "map @order[retval] = order id (values not counts)": lambda t: map_("@order", {o["ret"]: o["order_id"]
+                                                                                      for o in orders(t)}),
     },
     "u3": {
         "hist in us": lambda t: hist("@usecs", [v // 1000 for v in latencies(t)]),
@@ -138,6 +145,21 @@ HONEST = {
         "hist keyed by comm": lambda t: json.dumps({"type": "hist", "data": {"@lat": {
             "uprobeme": json.loads(hist("x", [v // 1000 for v in latencies(t)]))["data"]["x"]}}}) + "\n",
         "a line per call in us": lambda t: printf(*["fetch_quote took %d us" % (v // 1000) for v in latencies(t)]),
+        # issue 32: a blind student's "call 17 took 39.417 ms" (printf("%d.%03d", $us / 1000, $us % 1000))
+        "a line per call, decimal ms beside its sequence number": lambda t: printf(*[
+            "call %d took %d.%03d ms" % (i + 1, v // 1000 // 1000, v // 1000 % 1000) for i, v in enumerate(latencies(t))]),
+        "decimal ms, each stall before the uprobe": lambda t: printf(*[
+            "call %d took %d.%03d ms" % (i + 1, v // 1000 // 1000, v // 1000 % 1000)
+            for i, v in enumerate(latencies(t, 0.0))]),
+        "decimal ms, each stall between the probes": lambda t: printf(*[
+            "call %d took %d.%03d ms" % (i + 1, v // 1000 // 1000, v // 1000 % 1000)
+            for i, v in enumerate(latencies(t, 1.0))]),
+        "decimal seconds (6 digits), pid and sequence number": lambda t: printf(*[
+            "pid %d call %d: %d.%06d s" % (t.pid, i, v // 10**9, v // 1000 % 10**6) for i, v in enumerate(latencies(t))]),
+        "decimal us (1 digit), lines reordered": lambda t: printf(*sorted(
+            "%d.%d us" % (v // 1000, v // 100 % 10) for v in latencies(t))),
+        "integer ms beside tid and sequence number": lambda t: printf(*[
+            "tid %d #%d %d ms" % (t.pid, i, v // 1_000_000) for i, v in enumerate(latencies(t))]),
     },
     "u4": {
         "@[ustack] = count()": lambda t: map_("@", {ustack(j): c for j, c in strtol_jobs(t).items()}),
@@ -149,6 +171,14 @@ HONEST = {
                                                                 **{"\n  strtol+0\n  bash_main+12\n": 40})),
     },
 }
+
+
+# Measured with RUNS = 1000 (seed 20261206) on 2026-12-07 after the widening of issue 32 (maps keyed by the value
+# pass whatever their values; a line per call may give its duration as a decimal, in ns, us, ms or s, beside
+# other numbers): every HONEST form 100.0 %; every GUESS 0.00 %, the new ones included ("every number 0..60 on
+# every line, as ms", "every decimal 0.0..60.0 ms on every line", "a line per call, each 0.250 ms", "a line
+# per call, the right ones slow at 45.000 ms", "last run's decimal lines", "ids 100000..100999 as map keys, a
+# constant qty", "the order ids as map keys, a constant value", ...).  LIMIT stays the bound the tests assert.
 
 
 def pass_rate(ex_id, output_of):
@@ -188,6 +218,7 @@ def _most_common_callers():
 
 IDS_RANGE = printf(*[str(v) for v in range(100000, 101000)])
 PRICES_RANGE = map_("@", {v: 1 for v in range(1000, 2000)})
+IDS_MAP = map_("@qty", {v: 3 for v in range(100000, 101000)})
 
 GUESSES = {
     "u1": {
@@ -195,12 +226,18 @@ GUESSES = {
         "ids 100000..100999, a line each": lambda i, t: IDS_RANGE,
         "last run's answer": _previous("u1", "printf order qty"),
         "the prices instead": lambda i, t: HONEST["u2"]["printf price"](t),
+        # a map keyed by the id passes whatever its values hold: guesses at its keys, with constant values
+        "ids 100000..100999 as map keys, a constant qty": lambda i, t: IDS_MAP,
+        "last run's ids as map keys, values qty": _previous("u1", "map @qty[arg0] = arg1 (values not counts)"),
+        "the prices as map keys, values qty": lambda i, t: map_("@qty", {o["ret"]: o["qty"] for o in orders(t)}),
     },
     "u2": {
         "a constant price": lambda i, t: printf("price 4999"),
         "prices 1000..1999 as map keys": lambda i, t: PRICES_RANGE,
         "last run's answer": _previous("u2", "printf price"),
         "the order ids instead": lambda i, t: HONEST["u1"]["printf order qty"](t),
+        "last run's prices as map keys, values the ids": _previous("u2", "map @order[retval] = order id (values not counts)"),
+        "the order ids as map keys, a constant value": lambda i, t: map_("@", {o["order_id"]: 4999 for o in orders(t)}),
     },
     "u3": {
         "the most common (calls, slow) as lines": lambda i, t: _most_common_hist(),
@@ -211,6 +248,21 @@ GUESSES = {
                                                               "lhist", 64),
         "the right count, fast at 250 us, slow at 45 ms": lambda i, t: hist("@us", [
             45_000 if q["slow"] else 250 for q in t.of("quote")]),
+        # a line per call may hold other numbers and decimals: guesses that try to exploit that
+        "every number 0..60 on every line, as ms": lambda i, t: printf(*[
+            "call %d took %s ms" % (n + 1, " ".join(str(ms) for ms in range(61))) for n in range(len(t.of("quote")))]),
+        "every decimal 0.0..60.0 ms on every line": lambda i, t: printf(*[
+            " ".join("%d.%d" % divmod(tenth, 10) for tenth in range(0, 601, 5)) + " ms"
+            for _ in range(len(t.of("quote")))]),
+        "a line per call, each 0.250 ms": lambda i, t: printf(*[
+            "call %d took 0.250 ms" % (n + 1) for n in range(len(t.of("quote")))]),
+        "a line per call, the right ones slow at 45.000 ms": lambda i, t: printf(*[
+            "call %d took %s ms" % (n + 1, "45.000" if q["slow"] else "0.250") for n, q in enumerate(t.of("quote"))]),
+        "last run's decimal lines": _previous("u3", "a line per call, decimal ms beside its sequence number"),
+        "the call's sequence number as its duration": lambda i, t: printf(*[
+            "%d" % (n + 1) for n in range(len(t.of("quote")))]),
+        "coarse decimal seconds (1 digit)": lambda i, t: printf(*[
+            "took %d.%d s" % (v // 10**9, v // 10**8 % 10) for v in latencies(t)]),
     },
     "u4": {
         "the most common callers and counts": lambda i, t: _most_common_callers(),
@@ -240,10 +292,30 @@ def test_feedback_names_what_to_fix():
     assert verdict("u2", HONEST["u1"]["printf order qty"](t)).reason == "other_field"
     assert verdict("u1", printf("nothing")).reason == "not_found"
     assert verdict("u1", printf(*["%d" % o["order_id"] for o in orders(t)][1:])).reason == "partial"
+    # a map keyed by the id with one id missing is partial whatever its values; the full map passes
+    qty = {o["order_id"]: o["qty"] for o in orders(t)}
+    assert verdict("u1", map_("@qty", dict(list(qty.items())[1:]))).reason == "partial"
+    assert verdict("u1", map_("@qty", qty)).passed
     assert verdict("u3", printf("hello")).reason == "no_hist"
     assert verdict("u3", hist("@us", [150] * len(t.of("quote")))).reason == "wrong_split"
     assert verdict("u3", hist("@us", [150] * 3)).reason == "wrong_total"
-    assert verdict("u3", hist("@ms", [v // 1_000_000 for v in latencies(t)], "lhist", 64)).reason == "lumped"
+    lumped = verdict("u3", hist("@ms", [v // 1_000_000 for v in latencies(t)], "lhist", 64))
+    assert lumped.reason == "lumped" and "one bucket (0 to 63 ms)" in lumped.detail, lumped.detail
+    # feedback names only what the output has: lines are never called a histogram (issue 32: a line per call
+    # judged wrong_split was told about "a histogram" it did not have)
+    calls = len(t.of("quote"))
+    split = verdict("u3", printf(*["call %d took 0.250 ms" % (n + 1) for n in range(calls)]))
+    assert split.reason == "wrong_split" and "a column of your lines" in split.detail, split.detail
+    total = verdict("u3", printf(*["call %d took 0.250 ms" % (n + 1) for n in range(calls - 1)]))
+    assert total.reason == "wrong_total" and total.detail.startswith("your lines do not"), total.detail
+    coarse = verdict("u3", printf(*["took %d s" % (v // 10**9) for v in latencies(t)]))
+    assert coarse.reason == "too_coarse" and "in s" in coarse.detail, coarse.detail
+    for v in (split, total, coarse):
+        assert "histogram" not in v.detail and "bucket" not in v.detail, v.detail
+    hist_split = verdict("u3", hist("@us", [150] * calls))
+    assert "a histogram holds" in hist_split.detail and "lines" not in hist_split.detail, hist_split.detail
+    for reason in ("no_hist", "wrong_total", "wrong_split", "lumped", "too_coarse"):
+        assert reason in EX["u3"].hints, "lab.yaml has no u3 hint for %s" % reason
     assert verdict("u4", map_("@", {"\n 0x55d1c0ffee\n 0x7f1234567\n": 3})).reason == "unresolved"
     assert verdict("u4", printf("no stacks")).reason == "no_stacks"
     non_parser = [j for j in JOBS if j not in t.start["parsers"]][0]
