@@ -531,6 +531,71 @@ def render_agent_phases(inside, n):
     return "\n".join(lines) + "\n\n"
 
 
+# -- the same figures from a results folder graded on real VMs ------------------------------------------------
+
+
+def results_figures(results_dir):
+    """Figures from a results folder of `grade --pool` or `submissions` run on real lab VMs (no grader timers
+    there): each student's wall time on its VM is the gap between its graded_at and the previous student's on
+    that VM (the first student of each VM has none and is left out of the wall figures); the grader's own
+    `seconds` (job built, mktemp, upload, agent, cleanup, judging; not the SSH login) and the agent's
+    reply.timing split it."""
+    results = Path(results_dir)
+    journal = [json.loads(line) for line in (results / "journal.jsonl").read_text().splitlines() if line.strip()]
+    by_host = {}
+    for row in journal:
+        if row.get("status") == "graded" and row.get("evidence"):
+            by_host.setdefault(row["host"], []).append(row)
+    lines = []
+    for host, rows in sorted(by_host.items()):
+        rows.sort(key=lambda r: r["graded_at"])
+        table = []
+        for i, row in enumerate(rows):
+            found = sorted(results.glob("students/*/%s" % Path(row["evidence"]).name))
+            if not found:
+                continue
+            doc = json.loads(found[0].read_text())
+            reply = doc.get("reply") or {}
+            t = reply.get("timing") or {}
+            window = float((doc.get("job") or {}).get("window") or 0)
+            facts = reply.get("facts") or {}
+            attach = t.get("attach", 0.0) - t.get("workload_ready", 0.0)
+            table.append({
+                "student": row["student"], "lab": row.get("lab"), "window": window,
+                "kernel": facts.get("kernel"), "arch": facts.get("arch"), "bpftrace": facts.get("bpftrace"),
+                "wall": row["graded_at"] - rows[i - 1]["graded_at"] if i else None,
+                "seconds": row["seconds"], "floor": window + attach, "attach": attach,
+                "setup": t.get("workload_ready", 0.0), "stop": t.get("total", 0.0) - t.get("attach", 0.0) - window,
+                "beyond_agent": row["seconds"] - t.get("total", 0.0),
+                "login_journal": (row["graded_at"] - rows[i - 1]["graded_at"] - row["seconds"]) if i else None,
+            })
+        timed = [r for r in table if r["wall"] is not None]
+        if not table:
+            continue
+        first = table[0]
+        lines.append("%s: %d students graded (%s lab, window %g s; %s %s, bpftrace %s)\n" % (
+            host, len(table), first["lab"], first["window"], first["kernel"], first["arch"], first["bpftrace"]))
+        lines.append("| figure (median over the VM's students) | seconds |")
+        lines.append("|---|---|")
+        for key, text in (("wall", "a student's wall time on the VM (graded_at to graded_at)"),
+                          ("floor", "floor: window + slowest script's attach"),
+                          ("attach", "of which the slowest script's attach (timing.attach - workload_ready)"),
+                          ("setup", "agent: lock, job, scripts staged, workload started (timing.workload_ready)"),
+                          ("stop", "agent: past the window to its end (total - attach - window)"),
+                          ("beyond_agent", "grader seconds beyond timing.total: mktemp, upload, agent start-up, facts, "
+                                           "reply, cleanup, judging"),
+                          ("login_journal", "wall beyond the grader's seconds: SSH login, journal, the pool's loop")):
+            value = med(r[key] for r in table)
+            lines.append("| %s | %s |" % (text, "n/a (one student)" if value != value else "%.2f" % value))
+        if timed:
+            lines.append("| **sum of walls / sum of floors** (%d students after the first) | **%.2f×** |" % (
+                len(timed), sum(r["wall"] for r in timed) / sum(r["floor"] for r in timed)))
+            lines.append("| the same without the attach in the floor: sum of walls / (students x window) | %.2f× |" % (
+                sum(r["wall"] for r in timed) / sum(r["window"] for r in timed)))
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
 def cpu_jiffies():
     with open("/proc/stat") as fh:
         vals = [int(v) for v in fh.readline().split()[1:]]
@@ -565,7 +630,13 @@ def main():
     ap.add_argument("--json", help="write the raw numbers (every student's phases) here")
     ap.add_argument("--markdown", help="also write the tables to this file")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (results, evidence)")
+    ap.add_argument("--from-results", metavar="DIR",
+                    help="no run: print the per-VM figures of a results folder graded on real lab VMs (grade --pool or "
+                    "submissions), from its journal and evidence")
     args = ap.parse_args()
+    if args.from_results:
+        print(results_figures(args.from_results))
+        return
     sizes = sorted({int(k) for k in args.hosts.split(",")})
     if os.geteuid() != 0:
         sys.exit("bench/pool.py: run as root (sshd, mount namespaces, bpftrace)")
