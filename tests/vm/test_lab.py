@@ -215,9 +215,9 @@ EXAMPLE_TRIGGERS = {
     "01-opens-per-process.bt": dict(
         trigger="ls /etc > /dev/null; sleep 0.5", stop="self",
         expect=[r"@opens\[ls\]: \d+"]),
-    "02-open-returns.bt": dict(
-        trigger="for i in 1 2 3; do cat /etc/hostname > /dev/null; cat /nonexistent 2> /dev/null; sleep 0.5; done",
-        expect=[r"cat: open returned [3-9]", r"cat: open returned -2"]),
+    "02-open-errors.bt": dict(
+        trigger="for i in 1 2 3; do cat /etc/hostname /nonexistent > /dev/null 2>&1; sleep 0.5; done",
+        expect=[r"^cat: open failed with -2$"], reject=[r"^cat: open failed with [0-9]"]),
     "03-close-path.bt": dict(
         trigger="for i in 1 2 3; do cat /etc/hostname > /dev/null; sleep 0.5; done",
         expect=[r"@closes_via\[kprobe:(file_)?close_fd\]: \d+", r"^@closed_fds\[[3-9]\]: [1-9]"]),
@@ -227,10 +227,11 @@ EXAMPLE_TRIGGERS = {
     "05-open-latency.bt": dict(
         trigger="for i in 1 2 3; do cat /etc/hostname > /dev/null; sleep 0.5; done",
         expect=[r"^cat: open took \d+ us$"], reject=[r"^@start\["]),
-    "06-fd-histogram.bt": dict(
-        trigger="for i in 1 2 3; do cat /etc/hostname > /dev/null; cat /nonexistent 2> /dev/null; done;"
-                " bash -c 'exec 7< /etc/hostname 8< /etc/hostname; cat /dev/null'; sleep 1", stop="self",
-        expect=[r"^@fds\[cat\]: ?$", r"^\[3, 4\)\s+[1-9]\d* \|@+ *\|$", r"^\(\.\.\., 0\)\s+[1-9]\d* \|@* *\|$"]),
+    "06-read-sizes.bt": dict(
+        trigger="for i in 1 2 3; do cat /etc/hostname > /dev/null; done; head -c 1M /dev/zero > /tmp/bpfhol-big;"
+                " cat /tmp/bpfhol-big > /dev/null; rm -f /tmp/bpfhol-big; sleep 1", stop="self",
+        expect=[r"^@bytes\[cat\]: ?$", r"^\[0\]\s+[1-9]\d* \|@* *\|$",
+                r"^\[\d+K, \d+K\)\s+[1-9]\d* \|@* *\|$"]),
     "07-cgroup-mkdir.bt": dict(
         trigger="for i in 1 2 3; do mkdir /sys/fs/cgroup/bpfhol-ex$i; rmdir /sys/fs/cgroup/bpfhol-ex$i;"
                 " sleep 0.5; done",
@@ -372,6 +373,8 @@ CAT_CLOSES = ("sudo bpftrace -e 'kprobe:close_fd /comm == \"cat\"/ { @close_fd =
               " -c '/usr/bin/cat /dev/null'")
 LIST_BOTH_CLOSE = ("sudo bpftrace -e 'kprobe:close_fd,kprobe:file_close_fd /comm == \"cat\"/ { @[probe] = count(); }'"
                    " -c '/usr/bin/cat /dev/null'")
+LIST_BOTH_CLOSE_NO_PROBE = ("sudo bpftrace -e 'kprobe:close_fd,kprobe:file_close_fd /comm == \"cat\"/ { @closes = count(); }'"
+                            " -c '/usr/bin/cat /dev/null'")
 KPROBES_LIST = """\
 sudo bpftrace -e 'kprobe:do_sys_openat2 /comm == "no-such-comm"/ { }' > /dev/null 2>&1 & bt=$!
 for i in $(seq 240); do sudo grep -q do_sys_openat2 /sys/kernel/debug/kprobes/list && break; sleep 0.5; done
@@ -388,6 +391,9 @@ QUOTED = [
                  "kprobe:close_fd,kprobe:file_close_fd"]),
     dict(cmd=LIST_BOTH_CLOSE, in_text=False, when=("linux 6.12",), rc=0,
          expect=[r"^@\[kprobe:file_close_fd\]: \d+$"]),
+    # a list is tolerated (0.17 and 0.23): the missing function is skipped with a warning, the others run
+    dict(cmd=LIST_BOTH_CLOSE_NO_PROBE, in_text=False, when=("linux 6.1",), rc=0,
+         quotes=["WARNING: could not attach probe kprobe:file_close_fd, skipping."], expect=[r"^@closes: [1-9]\d*$"]),
     # section 2, arguments
     dict(cmd="sudo bpftrace -lv 'kfunc:do_sys_openat2'", when=("bpftrace 0.23",),
          shows="fentry:vmlinux:do_sys_openat2\n    int dfd\n    const char * filename\n"
@@ -395,14 +401,17 @@ QUOTED = [
     dict(cmd="sudo bpftrace -lv 'kfunc:do_sys_openat2'", in_text=False, when=("bpftrace 0.17",),
          expect=[r"^kfunc:vmlinux:do_sys_openat2\n\s+int dfd\n\s+const char \* filename\n"
                  r"\s+struct open_how \* how\n"]),
-    dict(cmd="sudo bpftrace -e 'kprobe:do_sys_openat2 /comm == \"cat\"/ { printf(\"[%s]\\n\", str(arg1)); }'"
-             " -c '/usr/bin/cat /dev/null'",
-         shows="Attaching 1 probe...\n[]\n[]\n[]\n", reject=[r"^\[.+\]$"]),
-    dict(cmd="sudo bpftrace -e 'kprobe:do_sys_openat2 /comm == \"cat\"/ { printf(\"%s flags %o\\n\","
-             " str(uptr(arg1)), ((struct open_how *)arg2)->flags); }' -c '/usr/bin/cat /dev/null'",
-         when=("x86_64",),
-         shows="Attaching 1 probe...\n/etc/ld.so.cache flags 2100000\n"
-               "/lib/x86_64-linux-gnu/libc.so.6 flags 2100000\n/dev/null flags 100000\n"),
+    # the user pointer shown on do_faccessat (access(2)), which kprobeme never calls: with its comm changed the
+    # demo is no answer to q1
+    dict(cmd="sudo bpftrace -e 'kprobe:do_faccessat /comm == \"test\"/ { printf(\"[%s]\\n\", str(arg1)); }'"
+             " -c '/usr/bin/test -r /etc/hostname'",
+         shows="Attaching 1 probe...\n[]\n[]\n", reject=[r"^\[.+\]$"]),
+    dict(cmd="sudo bpftrace -e 'kprobe:do_faccessat /comm == \"test\"/ { printf(\"%s mode %d\\n\","
+             " str(uptr(arg1)), arg2); }' -c '/usr/bin/test -r /etc/hostname'",
+         shows="Attaching 1 probe...\n/etc/ld.so.preload mode 4\n/etc/hostname mode 4\n"),
+    dict(cmd="sudo bpftrace -e 'kprobe:do_sys_openat2 /comm == \"cat\"/ { printf(\"flags %o\\n\","
+             " ((struct open_how *)arg2)->flags); }' -c '/usr/bin/cat /dev/null'",
+         when=("x86_64",), shows="Attaching 1 probe...\nflags 2100000\nflags 2100000\nflags 100000\n"),
     dict(cmd="sudo bpftrace -lv tracepoint:syscalls:sys_enter_close",
          shows="tracepoint:syscalls:sys_enter_close\n    int __syscall_nr\n    unsigned int fd\n"),
     # str() is cut at 63 characters on bpftrace 0.17
@@ -416,7 +425,8 @@ QUOTED = [
     dict(cmd="sudo bpftrace -e 'kprobe:do_sys_opnat2 { }'", in_text=False, when=("bpftrace 0.17",), rc=255,
          quotes=[NOT_TRACEABLE, "cannot attach kprobe, probe entry may not exist",
                  "ERROR: Error attaching probe: 'kprobe:do_sys_opnat2'"]),
-    dict(cmd="sudo bpftrace -e 'kprobe:alloc_trace_kprobe { }'", rc=255, quotes=[NOT_TRACEABLE],
+    dict(cmd="sudo bpftrace -e 'kprobe:alloc_trace_kprobe { }'", rc=255,
+         quotes=[NOT_TRACEABLE, "cannot attach kprobe, Invalid argument"],
          expect=[r"^ERROR: Error attaching probe: '?kprobe:alloc_trace_kprobe'?$"]),
     dict(cmd="sudo dmesg | grep 'notrace function'",
          shows="trace_kprobe: Could not probe notrace function alloc_trace_kprobe\n"),
@@ -475,6 +485,9 @@ QUOTED = [
          when=("aarch64", "bpftrace 0.17"), rc=1,
          quotes=["ERROR: Include headers with missing type definitions or install BTF information to your system."],
          expect=[r"error: unknown type name '__aligned_u64'"]),
+    # section 12: arm64 has no open(2), so no sys_enter_open tracepoint
+    dict(cmd="sudo bpftrace -e 'tracepoint:syscalls:sys_enter_open { }'", in_text=False, when=("aarch64",),
+         quotes=["ERROR: tracepoint not found: syscalls:sys_enter_open"]),
     # section 11: a kprobe on a function entry rides on ftrace on x86_64
     dict(cmd=KPROBES_LIST, in_text=False, when=("x86_64",),
          expect=[r"\sk\s+do_sys_openat2\+0x0\s+\[FTRACE\]"]),
