@@ -328,7 +328,7 @@ def test_listing_commands_of_the_text_run(lab):
 def test_readonly_commands_of_the_text_run(lab, kernel):
     """The text's kallsyms/tracefs/uname lines run and print something (they are what students type)."""
     cmds = [ln.split(" #")[0].strip() for block in text_blocks("sh") for ln in block.splitlines()
-            if ln.startswith(("sudo grep ", "sudo head ", "uname ", "sudo bpftrace --version"))]
+            if ln.startswith(("sudo grep ", "sudo head ", "uname ", "sudo bpftrace --version", "sudo bpftrace --info"))]
     assert len(cmds) >= 6, cmds
     for cmd in cmds:
         r = lab.run(cmd, timeout=120)
@@ -439,6 +439,9 @@ QUOTED = [
          reject=[r"WARNING"]),
     dict(cmd="sudo bpftrace -l 'kprobe:get_kprobe'", in_text=False, rc=0,   # listed, yet refused
          expect=[r"^kprobe:get_kprobe$"]),
+    # section 2, before you probe: a count per second first
+    dict(cmd="sudo bpftrace -e 'kprobe:vfs_read { @reads = count(); } interval:s:1 { print(@reads); clear(@reads); }"
+             " interval:s:3 { exit(); }'", rc=0, expect=[r"^@reads: \d+$"]),
     # section 3, kstack and the system call wrappers
     dict(cmd=f"sudo bpftrace {GUEST_LAB}/examples/04-open-stack.bt -c '/usr/bin/cat /dev/null'",
          in_text=False, when=("x86_64",),
