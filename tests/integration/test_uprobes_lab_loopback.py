@@ -245,3 +245,45 @@ def test_a_stalled_fast_call_does_not_fail_the_reference_histogram(tmp_path, lab
     [ex] = [e for e in lab.exercises if e.id == "u3"]
     verdict = lab.checks[ex.check](bpftrace_output.parse(out), truth, ex.params)
     assert verdict.passed, (verdict.reason, verdict.detail, len(stalled), out[-2000:])
+
+
+def text_bpftrace_lines(option):
+    """The `sudo bpftrace OPTION ...` lines of the uprobes text's ```sh blocks, as a student types them."""
+    text = (LAB / "README.md").read_text()
+    return [line.strip() for block in re.findall(r"```sh\n(.*?)```", text, re.S) for line in block.splitlines()
+            if line.strip().startswith("sudo bpftrace %s " % option)]
+
+
+def test_before_you_probe_commands_of_the_text_run(lab_prefix):
+    """Section 2's "Before you probe" on this host's bpftrace, pointed at its install tree: every `-lv` line lists
+    parse_field's parameter by name (the text quotes 0.17's `const char* text`: this host runs 0.17), and every
+    `-e` line ends itself and, with a real uprobeme calling parse_field meanwhile, prints a count per second that
+    saw the calls."""
+    import shlex
+    import time
+
+    prefix = lab_prefix["root"]
+    version = subprocess.run(["bpftrace", "--version"], capture_output=True, text=True).stdout
+    listing, one_liners = text_bpftrace_lines("-lv"), text_bpftrace_lines("-e")
+    assert listing and one_liners, "the uprobes text lost its Before you probe commands"
+    text = (LAB / "README.md").read_text()
+    for line in listing:
+        argv = shlex.split(line.replace("/opt/bpfhol/", str(prefix) + "/"))[1:]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=120).stdout
+        assert re.search(r"^\s+const char\s?\* text$", out, re.M), (line, out)
+        if "v0.17." in version:
+            assert "`const char* text`" in text and "    const char* text" in out, out
+    for line in one_liners:
+        argv = shlex.split(line.replace("/opt/bpfhol/", str(prefix) + "/"))[1:]
+        work = subprocess.Popen([str(prefix / "bin" / "uprobeme"), "--count", "60", "--interval-ms", "100",
+                                 "--seed", "7"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            started = time.monotonic()
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+            took = time.monotonic() - started
+        finally:
+            work.kill()
+            work.wait()
+        counts = [int(n) for n in re.findall(r"^@calls: (\d+)$", proc.stdout, re.M)]
+        assert proc.returncode == 0 and took < 60, (line, proc.returncode, took, proc.stderr[-500:])
+        assert len(counts) >= 3 and max(counts) > 0, (line, proc.stdout)
