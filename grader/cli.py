@@ -32,10 +32,20 @@ def default_known_hosts():
 def _wait_option(p):
     p.add_argument("--wait", action="store_true",
                    help="if another grader run holds the results folder, wait for it to end (default: exit 2)")
+    p.add_argument("--show-output", action="store_true",
+                   help="each student's results.json (what the student sees) also shows the first lines of their "
+                   "scripts' raw output (default: feedback only; the evidence and the dashboard keep it)")
+
+
+def _course_seed(p):
+    p.add_argument("--course-seed", default=os.environ.get("BPFHOL_COURSE_SEED") or None, metavar="SEED",
+                   help="the course seed the lab VMs were provisioned with (bpfhol_course_seed): the program and "
+                   "function names of the course's variant (default: $BPFHOL_COURSE_SEED, else the lab's own names)")
 
 
 def _common(p):
     p.add_argument("--lab", default="kprobes", help="lab name (a folder in labs/) or a lab folder path (default: kprobes)")
+    _course_seed(p)
     p.add_argument("--results", default=None, help="results folder (default: results/<lab>)")
     p.add_argument("--force", action="store_true", help="regrade students already in the journal")
     p.add_argument("--known-hosts", default=None, help=KNOWN_HOSTS_HELP)
@@ -108,6 +118,7 @@ def build_parser():
     where.add_argument("--local", action="store_true", help="run here, on the lab VM")
     where.add_argument("--roster", help="ssh_config/roster naming the VM (first entry is used)")
     sc.add_argument("--answers", default=None, help="answers folder (default: the lab's, e.g. ~/answers/kprobes)")
+    _course_seed(sc)
     sc.add_argument("--known-hosts", default=None, help=KNOWN_HOSTS_HELP)
     sc.add_argument("--connect-timeout", type=int, default=10)
 
@@ -196,7 +207,7 @@ def cmd_grade(args):
     from .labspec import load_lab
     from .roster import load_roster
 
-    lab = load_lab(args.lab)
+    lab = load_lab(args.lab, course_seed=args.course_seed)
     cohort = entries = load_roster(args.roster, args.format)
     if args.student:
         wanted = set(args.student)
@@ -211,7 +222,7 @@ def cmd_grade(args):
     if args.extensions and not args.deadline:
         raise GraderError("--extensions goes with --deadline (the deadline everyone else has)")
     results_dir = args.results or os.path.join("results", lab.name)
-    journal = Journal(results_dir, wait=args.wait)
+    journal = Journal(results_dir, wait=args.wait, show_output=args.show_output)
     _same_lab(lab, journal, results_dir)
     _remember_lms(results_dir, cohort, args.lms_assignment)
     if args.pool:
@@ -227,7 +238,8 @@ def _grade_on_pool(args, lab, entries, journal, results_dir):
     on the instructor's VMs through the submissions path (grader/collect.py says what each step trusts)."""
     from . import grading
     from .cohort import backend_for, finished, grade_submissions
-    from .collect import collect_cohort, load_extensions, mark_late, parse_time, student_deadline, submission_of
+    from .collect import (collect_cohort, handed_in, load_extensions, mark_late, parse_time, student_deadline,
+                          submission_of)
     from .roster import load_roster
 
     vms = load_roster(args.pool, args.pool_format)
@@ -253,11 +265,17 @@ def _grade_on_pool(args, lab, entries, journal, results_dir):
     subs = []
     for entry in todo:
         manifest = manifests[entry.student]
+        if isinstance(manifest, dict) and not handed_in(manifest):
+            folders = sorted({f["path"].rsplit("/", 1)[0] for f in manifest["files"].values()})
+            manifest = ("no scripts found in %s on %s (fix: the student saves %s there, or the roster names the "
+                        "folder that holds them with answers: or student_user:; then rerun)"
+                        % (" and ".join(folders), entry.host, ", ".join(sorted(manifest["files"]))))
         if isinstance(manifest, dict):
             subs.append(submission_of(lab, manifest, results_dir,
                                       student_deadline(entry.student, deadline, extensions), args.late))
             continue
-        result = grading.not_gradable(entry.student, "could not collect the scripts: %s" % manifest, entry.host)
+        result = grading.not_gradable(entry.student, manifest if manifest.startswith("no scripts found") else
+                                      "could not collect the scripts: %s" % manifest, entry.host)
         result.max_score, result.mode = lab.max_score, "pool"
         journal.record(result, lab)
 
@@ -279,13 +297,13 @@ def cmd_submissions(args):
     from .roster import load_roster
     from .submissions import load_submissions
 
-    lab = load_lab(args.lab)
+    lab = load_lab(args.lab, course_seed=args.course_seed)
     subs = load_submissions(args.folder, lab)
     vms = load_roster(args.vms, args.format)
     if not any(not vm.problem for vm in vms):
         raise GraderError("no usable lab VM in %s: %s" % (args.vms, vms[0].problem))
     results_dir = args.results or os.path.join("results", lab.name)
-    journal = Journal(results_dir, wait=args.wait)
+    journal = Journal(results_dir, wait=args.wait, show_output=args.show_output)
     _same_lab(lab, journal, results_dir)
     _remember_lms(results_dir, (), args.lms_assignment)
     judged = grade_submissions(lab, subs, vms, journal, force=args.force, retries=args.retries,
@@ -311,7 +329,7 @@ def cmd_self_check(args):
     from .labspec import expand_home, load_lab
     from .reports import clean
 
-    lab = load_lab(args.lab_name)
+    lab = load_lab(args.lab_name, course_seed=args.course_seed)
     if args.local:
         from .backend.local import LocalBackend
 
@@ -348,9 +366,11 @@ def cmd_self_check(args):
 
 def _same_lab(lab, journal, results_dir):
     """A results folder holds one lab: grading another into it would mix two cohorts' grades."""
-    from .rejudge import check_same_lab, folder_lab
+    from .rejudge import check_same_lab, check_same_variant, folder_lab, recorded_variant
 
-    check_same_lab(lab, folder_lab(journal, journal.load().values(), results_dir), results_dir)
+    results = journal.load().values()
+    check_same_lab(lab, folder_lab(journal, results, results_dir), results_dir)
+    check_same_variant(lab, recorded_variant(journal, results), results_dir)
 
 
 def cmd_report(args):
@@ -361,7 +381,7 @@ def cmd_report(args):
         raise GraderError("--dry-run goes with --rejudge (a plain report only rewrites the reports)")
     if not Path(args.results, "journal.jsonl").is_file():
         raise GraderError("no journal.jsonl in %s: grade first" % args.results)
-    journal = Journal(args.results, wait=args.wait, hold=not args.dry_run)
+    journal = Journal(args.results, wait=args.wait, hold=not args.dry_run, show_output=args.show_output)
     results = list(journal.load().values())
     lab = choose_lab(args.lab, journal, results, args.results)
     if args.rejudge:

@@ -147,6 +147,8 @@ def collect_cohort(lab, entries, results_dir, make_backend, parallel=16, recolle
 
     def one(entry):
         manifest = None if recollect else load_manifest(results_dir, entry.student)
+        if manifest is not None and not handed_in(manifest):
+            manifest = None             # nothing was there: look again (the roster may have been fixed)
         if manifest is None and entry.problem:
             manifest = entry.problem
         elif manifest is None:
@@ -169,6 +171,12 @@ def collect_cohort(lab, entries, results_dir, make_backend, parallel=16, recolle
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(entries) or 1))) as pool:
         list(pool.map(one, entries))
     return out
+
+
+def handed_in(manifest):
+    """Did the collection find any script?  None found is the roster's doing far more often than the student's
+    (a wrong answers folder or account): not gradable with the fix, never a silent 0."""
+    return any(f.get("status") != "missing" for f in manifest["files"].values())
 
 
 # -- grading what was collected ----------------------------------------------------------------------------------

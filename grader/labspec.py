@@ -62,12 +62,14 @@ class Lab:
     spec_sha256: str = ""        # of lab.yaml as loaded: evidence names the spec a verdict was judged by
     checks: dict = field(default_factory=dict)       # check name -> function, from the lab's checks module
     checks_module: object = None  # that module (labs/<lab>/checks.py or checks/), for its helpers
+    variant: dict = field(default_factory=dict)      # a course's names: canonical -> drawn (grader/variants.py)
 
     def identity(self):
         """What evidence records of the lab: a re-judge checks it, and lists points that changed since.  The
         checks' own code is named too (checks_sha256), so a verdict can be traced to the code that gave it."""
         return {"name": self.name, "spec_sha256": self.spec_sha256, "checks_sha256": checks_sha256(self.checks_module),
-                "path": str(Path(self.path).resolve()), "points": {ex.id: ex.points for ex in self.exercises}}
+                "path": str(Path(self.path).resolve()), "points": {ex.id: ex.points for ex in self.exercises},
+                "variant": dict(self.variant)}
 
     @property
     def workload_comm(self):
@@ -243,7 +245,40 @@ def lab_checks(lab_dir, data, where, labs_dir=None, _seen=()):
     raise GraderError("%s: checks_from: no lab %r; known labs: %s" % (where, other, ", ".join(available_labs())))
 
 
-def load_lab(name_or_path, labs_dir=None):
+VARIANT_FILE = "variant.json"      # a lab folder installed on a VM holds the course's names (roles/lab_text)
+
+
+def lab_variant(lab_dir, data, where, course_seed=None, variant=None):
+    """The names this lab is graded with: ``variant`` as given (a re-judge: the evidence's), else drawn from
+    ``course_seed``, else the installed lab folder's variant.json (the VM's self-check), else none."""
+    from . import variants
+
+    try:
+        choices = variants.choices_of(data, where)
+    except variants.VariantError as exc:
+        raise GraderError(str(exc))
+    if variant is None and course_seed not in (None, ""):
+        if not choices:
+            raise GraderError("%s: --course-seed given, but this lab lists no variants" % where)
+        variant = variants.draw(str(data.get("name")), data, course_seed)
+    if variant is None and (Path(lab_dir) / VARIANT_FILE).is_file():
+        try:
+            import json
+
+            variant = json.loads((Path(lab_dir) / VARIANT_FILE).read_text())
+        except (OSError, ValueError):
+            raise GraderError("%s is unreadable: re-run the lab playbook" % (Path(lab_dir) / VARIANT_FILE))
+    variant = variant or {}
+    if not isinstance(variant, dict) or not all(isinstance(k, str) and isinstance(v, str) and k in choices
+                                                and v in choices[k] for k, v in variant.items()):
+        raise GraderError("%s: the course variant %s does not fit this lab's variants (another version of the lab?)"
+                          % (where, str(variant)[:120]))
+    return dict(variant)
+
+
+def load_lab(name_or_path, labs_dir=None, course_seed=None, variant=None):
+    """A lab from its folder; with a course seed (or a variant: canonical -> drawn names) its program, titles,
+    hints and probe_on say the course's names (grader/variants.py)."""
     lab_dir = find_lab_dir(name_or_path, labs_dir)
     spec_file = lab_dir / "lab.yaml"
     where = str(spec_file)
@@ -266,6 +301,10 @@ def load_lab(name_or_path, labs_dir=None):
         raise GraderError("%s: require_probe_types must list probe kinds from %s" % (where, sorted(PROBE_TYPES)))
     checks_module, checks = lab_checks(lab_dir, data, where, labs_dir)
     truth_spec = _truth_spec(data, where)
+    names = lab_variant(lab_dir, data, where, course_seed, variant)
+    from .variants import rename
+
+    workload = dict(workload, program=rename(str(workload["program"]), names))
     exercises = []
     seen = set()
     for i, ex in enumerate(_need(data, "exercises", list, where)):
@@ -292,10 +331,11 @@ def load_lab(name_or_path, labs_dir=None):
         if not isinstance(probe_on, list) or not all(isinstance(f, str) and FUNCTION_NAME.fullmatch(f)
                                                      for f in probe_on):
             raise GraderError("%s: probe_on must list function names, like [process_order]" % ewhere)
-        exercises.append(Exercise(id=ex_id, title=str(ex.get("title", ex_id)), script=script, points=points,
-                                  check=check, params=dict(ex.get("params") or {}),
-                                  hints={str(k): str(v) for k, v in (ex.get("hints") or {}).items()},
-                                  visible=bool(ex.get("visible", True)), probe_on=list(probe_on)))
+        exercises.append(Exercise(id=ex_id, title=rename(str(ex.get("title", ex_id)), names), script=script,
+                                  points=points, check=check, params=dict(ex.get("params") or {}),
+                                  hints={str(k): rename(str(v), names) for k, v in (ex.get("hints") or {}).items()},
+                                  visible=bool(ex.get("visible", True)),
+                                  probe_on=[rename(f, names) for f in probe_on]))
     if not exercises:
         raise GraderError("%s: exercises must not be empty" % where)
 
@@ -314,7 +354,7 @@ def load_lab(name_or_path, labs_dir=None):
         script_cap=int(num("script_cap_bytes", 65536, 256, 1 << 20)), exercises=exercises,
         lock_wait=num("lock_wait_seconds", 0, 0, 900) if "lock_wait_seconds" in data else None,
         spec_sha256=hashlib.sha256(text.encode("utf-8", "replace")).hexdigest(), truth_spec=truth_spec,
-        checks=checks, checks_module=checks_module,
+        checks=checks, checks_module=checks_module, variant=names,
     )
 
 

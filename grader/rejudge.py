@@ -53,25 +53,52 @@ def folder_lab(journal, results, results_dir):
     return names[0] if names else ""
 
 
+def recorded_variant(journal, results):
+    """The course variant (canonical -> drawn names) a folder's evidence was judged with; None when no evidence
+    says (a folder graded before variants, or without evidence)."""
+    for result in results:
+        doc = journal.evidence(result) if result.evidence else None
+        lab = doc.get("lab") if isinstance(doc, dict) else None
+        if isinstance(lab, dict) and isinstance(lab.get("variant"), dict):
+            return lab["variant"]
+    return None
+
+
+def check_same_variant(lab, recorded, results_dir):
+    """A folder holds one course's variant: grading with other names would judge students against a workload
+    their scripts were not written for."""
+    if recorded is None or dict(recorded) == dict(lab.variant):
+        return
+    if not recorded:
+        raise GraderError("results folder %s was graded with the lab's own names, not a course variant: drop "
+                          "--course-seed (or use another --results folder)" % results_dir)
+    shown = ", ".join("%s=%s" % kv for kv in sorted(recorded.items())[:2])
+    raise GraderError("results folder %s was graded with another course variant (%s, ...): pass the --course-seed "
+                      "it was graded with (or use another --results folder)" % (results_dir, shown))
+
+
 def choose_lab(requested, journal, results, results_dir):
     """The Lab to report or re-judge a folder with: the recorded one. ``--lab`` may name it (or its folder),
     never another lab: that would silently re-grade a cohort against questions it never answered."""
     from .labspec import load_lab
 
     recorded = folder_lab(journal, results, results_dir)
+    variant = recorded_variant(journal, results)
     if requested is None:
         if not recorded:
-            return load_lab(DEFAULT_LAB)
+            return load_lab(DEFAULT_LAB, variant=variant)
         where = recorded_lab_dir(journal, results, recorded)
         try:
-            lab = load_lab(str(where)) if where else load_lab(recorded)
+            lab = load_lab(str(where), variant=variant) if where else load_lab(recorded, variant=variant)
             if lab.name == recorded:
                 return lab
-            return load_lab(recorded)
-        except GraderError:
+            return load_lab(recorded, variant=variant)
+        except GraderError as exc:
+            if variant and "course variant" in str(exc):
+                raise
             raise GraderError("results folder %s was graded with lab '%s', which this grader cannot find: pass "
                               "--lab PATH to that lab's folder" % (results_dir, recorded))
-    lab = load_lab(requested)
+    lab = load_lab(requested, variant=variant)
     check_same_lab(lab, recorded, results_dir, may_omit=True)
     return lab
 

@@ -58,7 +58,8 @@ def main(root):
     staging = Path(tempfile.mkdtemp(prefix="bpfhol-gradescope-"))
     try:
         lab_ref = str(config.get("lab", "kprobes"))
-        lab = load_lab(source / lab_ref if (source / lab_ref / "lab.yaml").is_file() else lab_ref)
+        lab = load_lab(source / lab_ref if (source / lab_ref / "lab.yaml").is_file() else lab_ref,
+                       course_seed=config.get("course_seed") or None)
         found = collect(root / "submission", lab, staging / "subs")
         print("bpfhol: lab %s, scripts found: %s" % (lab.name, ", ".join(found) or "none"))
         vms = load_roster(source / str(config.get("vms", "vms.yml")), warn=print)

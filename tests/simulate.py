@@ -139,3 +139,14 @@ def runs(lab, n, seed=0):
 
 
 __all__ = ["Truth", "SimulatedTruth", "KPROBES", "simulated_run", "truth_for", "read_truth", "truth_log", "printf", "map_", "ustack", "q4_map", "runs", "JOBS"]
+
+
+def in_course_variant(truth, names):
+    """The same run as a course variant's workload makes it (grader/variants.py): its records and comm with the
+    course's names, read as the grader reads a real log (so nothing of the canonical run is carried over)."""
+    from grader.variants import rename
+
+    renamed = read_truth([rename(line, names) for line in truth_log(truth)])
+    renamed.comm = rename(truth.comm, names)
+    renamed.decoys = list(truth.decoys)
+    return renamed

@@ -154,3 +154,29 @@ def test_pool_options_refused_in_one_line(tmp_path, args, says):
     args = [str(pool) if a == "POOL" else str(ext) if a == "EXT" else a for a in args]
     proc = grade(roster, *args, "--results", tmp_path / "r")
     assert proc.returncode == 2 and says in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_a_student_with_no_scripts_is_not_gradable_with_the_fix(tmp_path, farm, lab_prefix):
+    """No silent zeros in pool mode either: an answers folder with none of the scripts (a roster's wrong folder or
+    account, far more often than a student's choice) is "not gradable: no scripts found in ..."; once the scripts
+    are there, a plain rerun collects them again and grades."""
+    student_vm, pool_vm = farm.add(), farm.add()
+    empty = Path(answers_folder(tmp_path, "zoe", {}))
+    roster = tmp_path / "roster.yml"
+    roster.write_text(yaml.safe_dump([{"student": "zoe", "host": "127.0.0.1", "port": student_vm.port,
+                                       "user": "root", "key": student_vm.key, "agent": lab_prefix["agent"],
+                                       "answers": str(empty)}]))
+    pool = tmp_path / "pool.yml"
+    pool.write_text(yaml.safe_dump([{"student": "labvm1", "host": "127.0.0.1", "port": pool_vm.port,
+                                     "user": "root", "key": pool_vm.key, "agent": lab_prefix["agent"]}]))
+    results = tmp_path / "results"
+    proc = grade(roster, "--pool", pool, "--results", results)
+    assert proc.returncode == 1, proc.stderr
+    zoe = journal(results)["zoe"]
+    assert zoe["status"] == "not_gradable" and zoe["error"].startswith("no scripts found in %s" % empty), zoe
+    for name, text in for_host(LAB / "solutions", lab_prefix["root"]).items():
+        (empty / name).write_text(text)
+    again = grade(roster, "--pool", pool, "--results", results)
+    assert again.returncode == 0, again.stderr
+    zoe = journal(results)["zoe"]
+    assert zoe["score"] == 13, [(e["id"], e["reason"], e["feedback"][:200]) for e in zoe["exercises"]]

@@ -163,3 +163,22 @@ def test_every_variant_folder_is_recorded_from_both_bpftrace_generations():
     for case in variants + ["cheat_shotgun"]:
         for version in ("0.23", "0.17"):
             assert list(FIXTURES.glob("bpftrace/%s.*/kprobes-%s.json" % (version, case))), (version, case)
+
+
+VARIANT_LAB = load_lab("kprobes", course_seed="a simulated course")
+_IN_VARIANT = {}
+
+
+@pytest.mark.parametrize("ex_id,name", [(ex, n) for ex, table in VARIANTS.items() for n in table])
+def test_correct_answers_pass_on_a_course_variant_in_its_names(ex_id, name):
+    """The same honest forms, written for a course variant's names (grader/variants.py), pass every run of it (the
+    public answers' failure on a variant is shown for real: tests/integration/test_course_variants.py)."""
+    from grader.variants import rename
+
+    ex, names = EX[ex_id], VARIANT_LAB.variant
+    for i, (_, truth) in enumerate(RUNS[:50]):
+        text = VARIANTS[ex_id][name](truth)
+        if i not in _IN_VARIANT:
+            _IN_VARIANT[i] = simulate.in_course_variant(truth, names)
+        theirs = _IN_VARIANT[i]
+        assert VARIANT_LAB.checks[ex.check](bpftrace_output.parse(rename(text, names)), theirs, ex.params).passed

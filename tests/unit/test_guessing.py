@@ -218,3 +218,30 @@ def test_the_runs_are_drawn_like_the_lab():
     firsts = Counter(t.opened_fds[0] for _, t in SIMULATED)
     assert min(firsts) == 4 and max(firsts) == 4 + 127
     assert random.Random(1).random() != random.Random(2).random()
+
+
+# A course variant (grader/variants.py) renames kprobeme and its jobs: the same runs, in the variant's names, with
+# every guess renamed too, must get the same verdicts from the variant's lab, run for run.
+VARIANT_LAB = load_lab("kprobes", course_seed="a simulated course")
+VARIANT_RUNS = 100
+_in_variant = {}
+
+
+def in_variant(i, truth):
+    if i not in _in_variant:
+        _in_variant[i] = simulate.in_course_variant(truth, VARIANT_LAB.variant)
+    return _in_variant[i]
+
+
+@pytest.mark.parametrize("ex_id,name", [(ex, name) for ex, table in STRATEGIES.items() for name in table])
+def test_guessing_rates_hold_on_a_course_variant(ex_id, name):
+    from grader.variants import rename
+
+    ex, names = EX[ex_id], VARIANT_LAB.variant
+    assert names and VARIANT_LAB.workload["program"] != "kprobeme"
+    check = VARIANT_LAB.checks[ex.check]
+    for i, (_, truth) in enumerate(SIMULATED[:VARIANT_RUNS]):
+        text = STRATEGIES[ex_id][name](i, truth)
+        canonical = LAB.checks[ex.check](bpftrace_output.parse(text), truth, ex.params).passed
+        variant = check(bpftrace_output.parse(rename(text, names)), in_variant(i, truth), ex.params).passed
+        assert canonical == variant, (i, canonical, variant)

@@ -41,13 +41,16 @@ def render_registry(tmp_path, extra_vars=None):
     - {REPO}/roles/bpfhol/defaults/main.yml
     - {REPO}/roles/workloads/defaults/main.yml
   tasks:
+    - name: Draw each lab's names as the workloads role does
+      ansible.builtin.include_tasks: {REPO}/roles/workloads/tasks/variants.yml
     - name: Render the lab registry as the workloads role does
       ansible.builtin.template:
         src: {REPO}/roles/workloads/templates/labs.json.j2
         dest: {dest}
         mode: "0644"
 """)
-    cmd = [ansible_playbook(), "-i", "localhost,", str(play), "-e", f"ansible_python_interpreter={sys.executable}"]
+    cmd = [ansible_playbook(), "-i", "localhost,", str(play), "-e", f"ansible_python_interpreter={sys.executable}",
+           "-e", f"workloads_variants_script={REPO}/grader/variants.py", "-e", f"workloads_labs_dir={REPO}/labs"]
     if extra_vars:
         cmd += ["-e", json.dumps(extra_vars)]
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
@@ -105,3 +108,16 @@ def test_a_new_lab_and_prefix_reach_the_menu_without_code_changes(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "uprobes: User-space probes" in res.stdout
     assert "workload helper: stopped" in res.stdout
+
+
+def test_a_course_seed_names_the_workloads_as_the_grader_draws_them(tmp_path):
+    """The roles draw a course's names with the grader's own code (grader/variants.py, run on the controller): the
+    registry, the units and the binaries say the names the grader's --course-seed gives."""
+    from grader.labspec import load_lab
+
+    path = render_registry(tmp_path, {"bpfhol_course_seed": "cs326-fall"})
+    labs = menu_module().load_registry(str(path))
+    for lab in labs:
+        program = load_lab(lab["name"], course_seed="cs326-fall").workload["program"]
+        assert program not in ("kprobeme", "uprobeme")
+        assert lab["workloads"] == [{"name": program, "unit": "bpfhol-%s.service" % program}]

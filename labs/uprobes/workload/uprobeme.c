@@ -39,13 +39,25 @@
 #include <unistd.h>
 #include <fcntl.h>
 
-#define PROG "uprobeme"
+/* A course's variant renames the program and its functions: variant.h (written by the workloads role from the
+ * course seed, grader/variants.py) defines each name as the course's; without it the lab's own names stay.
+ * XSTR(name) spells a name as the preprocessor has it, so the truth log and comm say the course's names. */
+#if defined(__has_include)
+#if __has_include("variant.h")
+#include "variant.h"
+#endif
+#endif
+#define STR(x) #x
+#define XSTR(x) STR(x)
+
+#define PROG XSTR(uprobeme)
 #define MAX_COUNT 1000000UL
 #define MAX_INTERVAL_MS 3600000UL
 #define MAX_SECONDS 31536000UL
 #define HOLD_MAX_S 900
 
-static const char *const JOBS[4] = {"sync_ledger", "price_basket", "audit_trail", "ship_parcel"};
+static const char *const JOBS[4] = {XSTR(sync_ledger), XSTR(price_basket), XSTR(audit_trail),
+				     XSTR(ship_parcel)};
 static int truth_fd = -1;
 static long notify_fd = -1;
 static uint64_t rng_state;
