@@ -635,9 +635,15 @@ def main():
                     "submissions), from its journal and evidence")
     args = ap.parse_args()
     if args.from_results:
+        if not (Path(args.from_results) / "journal.jsonl").is_file():
+            sys.exit("bench/pool.py: %s has no journal.jsonl: name a results folder (the --results of grade or "
+                     "submissions)" % args.from_results)
         print(results_figures(args.from_results))
         return
-    sizes = sorted({int(k) for k in args.hosts.split(",")})
+    try:
+        sizes = sorted({int(k) for k in args.hosts.split(",")})
+    except ValueError:
+        sys.exit("bench/pool.py: --hosts takes pool sizes separated by commas, e.g. --hosts 1,2,3")
     if os.geteuid() != 0:
         sys.exit("bench/pool.py: run as root (sshd, mount namespaces, bpftrace)")
     if not sizes or sizes[0] < 1 or args.students < 1:
@@ -673,8 +679,9 @@ def main():
         what = write_inputs(work / "warm", len(pool_hosts), pool_hosts, student_host, agent, answers, args.command)
         warm = run_grader(timers, work / "warm", what, args.lab, args.command)
         bad = [(s, r.get("error")) for s, r in warm["students"].items() if r.get("status") != "graded"]
-        if warm["exit"] not in (0,) and bad:
-            sys.exit("bench/pool.py: the warm-up did not grade: %s" % bad[:2])
+        if bad or not warm["students"]:
+            raise BenchError("the warm-up did not grade every student (%s); nothing was timed" % (bad[:2] or
+                                                                                                 "no result"))
         for k in sorted(sizes, reverse=False):
             log("k=%d: %d students on %d pool host(s) ..." % (k, args.students, k))
             what = write_inputs(work / ("k%d" % k), args.students, pool_hosts[:k], student_host, agent, answers,
@@ -685,6 +692,8 @@ def main():
             run["cpu_busy"] = 1 - (idle1 - idle0) / max(1, total1 - total0)
             run["load_after"] = open("/proc/loadavg").read().split()[:3]
             runs[k] = run
+            if not per_student_phases(run):
+                raise BenchError("k=%d graded nobody: %s" % (k, [r.get("error") for r in run["students"].values()][:2]))
             log("  exit %s, whole command %.1f s, pool %.1f s, collect %s s" % (
                 run["exit"], run["wall"], run["phases"].get("pool", float("nan")),
                 "%.1f" % run["phases"]["collect"] if "collect" in run["phases"] else "-"))
@@ -693,6 +702,10 @@ def main():
         if args.agent_runs:
             log("the agent's own phases: %d job(s) run directly on pool host 1 (no SSH) ..." % args.agent_runs)
             inside, inside_n = agent_phases(pool_hosts[0], work, args.lab, answers, common, args.agent_runs)
+    except (BenchError, RuntimeError, subprocess.SubprocessError) as exc:
+        logs = sorted((work / "farm").glob("host-*/sshd.log"))
+        tail = " / ".join(p.read_text(errors="replace").strip()[-200:] for p in logs if p.stat().st_size)
+        sys.exit("bench/pool.py: %s%s" % (exc, " (sshd said: %s)" % tail if tail else ""))
     finally:
         farm.close()
         if not args.keep:
@@ -717,6 +730,10 @@ def main():
         Path(args.json).write_text(json.dumps({"args": vars(args), "runs": {str(k): v for k, v in runs.items()},
                                                "per_student": {str(k): per_student_phases(v) for k, v in runs.items()},
                                                "costs": costs, "agent_phases": inside, "load_before": load_before}, indent=1, default=str))
+
+
+class BenchError(Exception):
+    """A run that cannot give figures (a host that does not grade): one line, not a traceback."""
 
 
 def machine():
