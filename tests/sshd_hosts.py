@@ -136,3 +136,20 @@ def answers_folder(tmp_path, name, scripts):
     for fname, text in scripts.items():
         (folder / fname).write_text(text)
     return str(folder)
+
+
+def forged_agent_running_references(path, real_agent, references):
+    """What a student who is root on their VM can install as its agent: a wrapper that runs the reference answers
+    in ``references`` (a folder of <exercise id>.bt) whatever scripts a job names, through the real agent."""
+    Path(path).write_text(f"""#!/usr/bin/env python3
+import json, os, sys
+if sys.argv[1:2] == ["run"]:
+    job = json.load(open(sys.argv[2]))
+    for spec in job["scripts"]:
+        spec.pop("upload", None)
+        spec["path"] = "{references}/" + spec["name"] + ".bt"
+    json.dump(job, open(sys.argv[2], "w"))
+os.execv(sys.executable, [sys.executable, "{real_agent}"] + sys.argv[1:])
+""")
+    os.chmod(path, 0o755)
+    return str(path)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sshd_hosts import answers_folder
+from sshd_hosts import answers_folder, forged_agent_running_references
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -27,22 +27,6 @@ CASES = REPO / "tests" / "fixtures" / "scripts" / "uprobes"
 
 def for_host(folder, prefix):
     return {p.name: p.read_text().replace("/opt/bpfhol/", str(prefix) + "/") for p in sorted(folder.glob("u*.bt"))}
-
-
-def forged_agent(path, real_agent, references):
-    """What a student root on their VM can install: `run` swaps the job's scripts for the references."""
-    path.write_text(f"""#!/usr/bin/env python3
-import json, os, sys
-if sys.argv[1:2] == ["run"]:
-    job = json.load(open(sys.argv[2]))
-    for spec in job["scripts"]:
-        spec.pop("upload", None)
-        spec["path"] = "{references}/" + spec["name"] + ".bt"
-    json.dump(job, open(sys.argv[2], "w"))
-os.execv(sys.executable, [sys.executable, "{real_agent}"] + sys.argv[1:])
-""")
-    path.chmod(0o755)
-    return str(path)
 
 
 def grade(*args, timeout=900):
@@ -57,7 +41,7 @@ def journal(results):
 def test_pool_grades_collected_scripts_and_a_forged_agent_changes_nothing(tmp_path, farm, lab_prefix):
     prefix = lab_prefix["root"]
     references = Path(answers_folder(tmp_path, "references", for_host(LAB / "solutions", prefix)))
-    forged = forged_agent(tmp_path / "forged-agent", lab_prefix["agent"], references)
+    forged = forged_agent_running_references(tmp_path / "forged-agent", lab_prefix["agent"], references)
     student_vm, pool_vm = farm.add(), farm.add()
     mallory = answers_folder(tmp_path, "mallory", for_host(CASES / "wrong", prefix))
     row = {"student": "mallory", "host": "127.0.0.1", "port": student_vm.port, "user": "root",

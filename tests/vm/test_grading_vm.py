@@ -236,3 +236,38 @@ def test_no_script_of_the_student_edition_passes_a_question(roster, tmp_path, la
     assert controls and controls == {question for name, question, _ in passing if name == "reference:" + question}
     leaks = [p for p in passing if not p[0].startswith("reference:")]
     assert not leaks, "scripts students receive pass questions: %s" % leaks
+
+
+def test_pool_mode_collects_from_a_student_host_and_grades_on_the_lab_vm(lab_vm, roster, tmp_path, farm, lab_prefix):
+    """grade --pool (issue 30): the student's machine only hands over the scripts; the lab VM grades them.  The
+    student's host here is a loopback sshd whose agent is forged to run the references whatever a job names (what a
+    student root on their VM can do); their own scripts are the wrong ones, and one was changed after the deadline."""
+    import os
+    import time
+
+    from sshd_hosts import forged_agent_running_references
+
+    references = tmp_path / "refs"
+    shutil.copytree(REPO / "labs" / "kprobes" / "solutions", references)
+    student_host = farm.add()
+    answers = tmp_path / "answers"
+    shutil.copytree(CASES / "wrong", answers)
+    deadline = time.time() - 600
+    for script in answers.glob("q*.bt"):
+        os.utime(script, (deadline - 60, deadline - 60))
+    os.utime(answers / "q2.bt", (deadline + 60, deadline + 60))
+    students = tmp_path / "students.yml"
+    students.write_text(yaml.safe_dump([{
+        "student": "mallory", "host": "127.0.0.1", "port": student_host.port, "user": "root", "key": student_host.key,
+        "agent": forged_agent_running_references(tmp_path / "forged", lab_prefix["agent"], references),
+        "answers": str(answers)}]))
+    results = tmp_path / "results"
+    proc = grader("grade", str(students), "--pool", str(roster), "--results", str(results), "--deadline",
+                  time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(deadline)), timeout=1800)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [row] = [json.loads(l) for l in (results / "journal.jsonl").read_text().splitlines()]
+    assert row["mode"] == "pool" and row["host"].endswith(":%d" % lab_vm.port), row["host"]
+    reasons = {e["id"]: e["reason"] for e in row["exercises"]}
+    assert all(reasons[q] in allowed for q, allowed in EXPECTED["wrong"].items()), reasons
+    assert row["score"] == 0 and list(row["submitted"]["late"]) == ["q2"]
+    assert {e["id"]: e for e in row["exercises"]}["q2"]["feedback"].startswith("late: q2.bt was changed at")
