@@ -606,12 +606,14 @@ def test_lab_is_installed(lab):
 
 def release_tool():
     """scripts/release-student as a module (its normalize() and answer list are what a release is checked by)."""
+    import importlib.util
     from importlib.machinery import SourceFileLoader
-    import types
 
-    loader = SourceFileLoader("release_student", str(REPO / "scripts" / "release-student"))
-    module = types.ModuleType(loader.name)
-    loader.exec_module(module)
+    path = str(REPO / "scripts" / "release-student")
+    spec = importlib.util.spec_from_file_location("release_student", path,
+                                                  loader=SourceFileLoader("release_student", path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
     return module
 
 
