@@ -334,3 +334,35 @@ def test_a_run_without_orders_is_the_vm_not_the_student():
     full = dict(reply, workload={"truth": simulated_log(random.Random(1))})
     result = evaluate(LAB, "kim", full)
     assert result.workload["orders"] > 0 and len(result.workload["parsers"]) > 0 and result.workload["released"]
+
+
+# A course variant (grader/variants.py) renames uprobeme and its functions: the same runs in the variant's names,
+# with every honest answer and every guess renamed too, get the same verdicts from the variant's lab, run for run.
+VARIANT_LAB = load_lab("uprobes", course_seed="a simulated course")
+VARIANT_RUNS = 50
+_in_variant = {}
+
+
+def in_variant(i, truth):
+    from grader.variants import rename
+
+    if i not in _in_variant:
+        renamed = parse_truth([rename(json.dumps(rec), VARIANT_LAB.variant) for rec in truth.events])
+        renamed.comm = VARIANT_LAB.workload_comm
+        _in_variant[i] = renamed
+    return _in_variant[i]
+
+
+@pytest.mark.parametrize("table,ex_id,name", [("HONEST", e, n) for e, forms in HONEST.items() for n in forms]
+                         + [("GUESSES", e, n) for e, forms in GUESSES.items() for n in forms])
+def test_verdicts_hold_on_a_course_variant(table, ex_id, name):
+    from grader.variants import rename
+
+    ex, names = EX[ex_id], VARIANT_LAB.variant
+    assert names and VARIANT_LAB.workload_comm != "uprobeme"
+    for i, truth in enumerate(SIMULATED[:VARIANT_RUNS]):
+        text = HONEST[ex_id][name](truth) if table == "HONEST" else GUESSES[ex_id][name](i, truth)
+        canonical = LAB.checks[ex.check](bpftrace_output.parse(text), truth, ex.params).passed
+        variant = VARIANT_LAB.checks[ex.check](bpftrace_output.parse(rename(text, names)), in_variant(i, truth),
+                                               ex.params).passed
+        assert canonical == variant, (i, canonical, variant)
