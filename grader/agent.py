@@ -62,7 +62,9 @@ import tempfile
 import threading
 import time
 
-AGENT_VERSION = 4
+# 5: the workloads write their truth at exit (--notify-fd), scripts are checked as clang reads them, cat() is
+# refused; a grader of 5 refuses an agent of 4 (whose workloads log during the window): re-run the playbook.
+AGENT_VERSION = 5
 TRACEFS_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 BPFTRACE = shutil.which("bpftrace") or "/usr/bin/bpftrace"
 SAFE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -1056,11 +1058,15 @@ def stop_scripts(runs, grace, attach_bound):
 
 def stop_workload(workload, runs):
     """After the scripts: a lingering workload kept its memory map for their user stacks until now.  It
-    writes its truth log as it ends, so it is ended that way only when no script is left to trace it; a
-    bpftrace that outlived even SIGKILL costs the run its truth (the student is "not gradable"), never
-    the truth's secrecy."""
+    writes its truth log as it ends, so it is ended only when no script can print any more: each bpftrace
+    has exited or been sent SIGKILL (stop_scripts' last step).  A SIGKILLed process runs no more user code,
+    so whatever its probes still see while the kernel tears them down (detaching hundreds of probes can
+    take many seconds) reaches no output; waiting for it to be gone would only cost the run its truth."""
     if workload is None:
         return
+    for run in runs:
+        if run.running() and "SIGKILL" not in run.signals:
+            run.signal(signal.SIGKILL)
     deadline = now() + BOUND_WORKLOAD_EXIT
     for run in runs:
         if run.running():
@@ -1068,7 +1074,7 @@ def stop_workload(workload, runs):
                 run.proc.wait(timeout=max(0.0, deadline - now()))
             except subprocess.TimeoutExpired:
                 pass
-    workload.stop(write_truth=not any(run.running() for run in runs))
+    workload.stop(write_truth=True)
 
 
 def read_truth(workload, job, decoy):
