@@ -258,3 +258,40 @@ def test_attach_marker_inside_a_line_does_not_count():
     """Only a bare line is the marker: text a script printed (a JSON string) never is."""
     line = b'{"type": "printf", "data": "__BPFTRACE_NOTIFY_PROBES_ATTACHED\\n"}\n'
     assert read_through_agent(line) == (False, line.decode())
+
+
+def test_the_workload_writes_its_truth_only_after_every_script_was_killed_or_ended():
+    """The workload writes its log as it ends: stop_workload first makes sure no bpftrace can print any more (each
+    has ended or been sent SIGKILL; a killed process runs no user code), then ends it with SIGTERM, so a script
+    slow to detach (hundreds of probes) costs the run nothing, and no script reads the records."""
+    events = []
+
+    class Run:
+        def __init__(self, name, alive, signals):
+            self.name, self.alive, self.signals = name, alive, list(signals)
+            self.proc = self
+
+        def running(self):
+            return self.alive
+
+        def signal(self, sig):
+            events.append((self.name, signal_name(sig)))
+            self.signals.append(signal_name(sig))
+
+        def wait(self, timeout):
+            events.append((self.name, "wait"))
+            raise subprocess.TimeoutExpired("bpftrace", timeout)
+
+    class Workload:
+        def stop(self, write_truth=True):
+            events.append(("workload", "stop", write_truth))
+
+    def signal_name(sig):
+        import signal as _signal
+        return _signal.Signals(sig).name
+
+    runs = [Run("ended", False, ["SIGINT"]), Run("detaching", True, ["SIGINT", "SIGKILL"]), Run("alive", True, [])]
+    agent.stop_workload(Workload(), runs)
+    assert events[0] == ("alive", "SIGKILL")                      # nobody left who could still print
+    assert events[-1] == ("workload", "stop", True)               # then, and only then, the truth is written
+    assert ("ended", "SIGKILL") not in events and ("detaching", "SIGKILL") not in events
