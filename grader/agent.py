@@ -437,7 +437,11 @@ def _take_ticket(queue):
 
 def _first_in_line(queue, mine):
     """Is ``mine`` the oldest ticket of a live waiter?  Dead waiters' tickets are removed on the way."""
-    for name in sorted(os.listdir(queue)):
+    try:
+        names = sorted(os.listdir(queue))
+    except OSError:
+        return True                      # no line to keep (the queue folder was removed): the lock decides
+    for name in names:
         if name == mine:
             return True
         if name.startswith("."):
@@ -505,6 +509,8 @@ def hold_lock(wait):
 # A job's folders (its work folder /run/bpfhol-agent-*, its lab folder under LAB_FILE_ROOT) are flock'ed by
 # the job while it lives: one that nobody holds was left by a job that was killed.
 WORK_PREFIX = "bpfhol-agent-"
+# What tempfile.mkdtemp makes of it (8 characters of [a-z0-9_]); never a lock or its queue (bpfhol-agent-*.lock*).
+WORK_NAME_RE = re.compile(r"^bpfhol-agent-[a-z0-9_]{8}$")
 # With a lock per prefix (the benchmark's simulated hosts) other jobs run beside this one: a folder they have
 # just made and not yet locked must not look left over, so only older ones are.
 STALE_AFTER = 120
@@ -556,13 +562,13 @@ def clear_leftovers(job, work_parent):
     own_lab = os.path.dirname(str(wl.get("create_file") or "")) or None
     per_prefix = lock_file() != LOCK_FILE
     candidates = []
-    for parent, prefix in ((work_parent, WORK_PREFIX), (LAB_FILE_ROOT, "")):
+    for parent, pattern in ((work_parent, WORK_NAME_RE), (LAB_FILE_ROOT, None)):
         try:
             st = os.lstat(parent)
             names = os.listdir(parent) if stat.S_ISDIR(st.st_mode) and st.st_uid == 0 else []
         except OSError:
             names = []
-        candidates += [os.path.join(parent, name) for name in names if name.startswith(prefix)]
+        candidates += [os.path.join(parent, name) for name in names if pattern is None or pattern.match(name)]
     stale = []
     for path in candidates:
         try:

@@ -44,7 +44,7 @@ def test_the_next_job_clears_a_killed_jobs_leftovers(lab_prefix):
     lab_folder.mkdir(mode=0o755)
     (lab_folder / "notes-old.dat").write_text("bpfhol lab data of a dead job\n")
     # ... its work folder (the staged scripts, the truth log) and a process still running from it
-    dead_work = Path("/run/bpfhol-agent-deadjob%s" % uuid.uuid4().hex[:8])
+    dead_work = Path("/run/bpfhol-agent-dead%s" % uuid.uuid4().hex[:4])          # as tempfile.mkdtemp names it
     dead_work.mkdir(mode=0o700)
     (dead_work / "truth.jsonl").write_text('{"event": "start", "seed": 1}\n')
     orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", str(dead_work / "s0.bt")],

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -295,3 +296,31 @@ def test_the_workload_writes_its_truth_only_after_every_script_was_killed_or_end
     assert events[0] == ("alive", "SIGKILL")                      # nobody left who could still print
     assert events[-1] == ("workload", "stop", True)               # then, and only then, the truth is written
     assert ("ended", "SIGKILL") not in events and ("detaching", "SIGKILL") not in events
+
+
+def test_leftover_clearing_takes_only_dead_jobs_folders(tmp_path, monkeypatch):
+    """Only work folders named as mkdtemp names them (never a per-prefix lock's queue), and only folders no live
+    job holds; in per-prefix mode (other jobs run beside this one) only old ones."""
+    import fcntl
+
+    lab_root = tmp_path / "lab"
+    lab_root.mkdir()
+    monkeypatch.setattr(agent, "LAB_FILE_ROOT", str(lab_root))
+    dead_work, queue, live_lab = tmp_path / "bpfhol-agent-ab12cd34", tmp_path / "bpfhol-agent-1234abcd.lock.queue", \
+        lab_root / "0123456789abcdef"
+    for folder in (dead_work, queue, live_lab, lab_root / "fedcba9876543210"):
+        folder.mkdir()
+    held = os.open(live_lab, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        assert agent.clear_leftovers({}, str(tmp_path)) == 2
+        assert not dead_work.exists() and not (lab_root / "fedcba9876543210").exists()
+        assert queue.is_dir() and live_lab.is_dir()
+        fresh = tmp_path / "bpfhol-agent-zz99zz99"
+        fresh.mkdir()
+        monkeypatch.setattr(agent, "lock_file", lambda: "/run/bpfhol-agent-0000.lock")    # per-prefix mode
+        assert agent.clear_leftovers({}, str(tmp_path)) == 0 and fresh.is_dir()          # may be a live job's
+        os.utime(fresh, (time.time() - 3600, time.time() - 3600))
+        assert agent.clear_leftovers({}, str(tmp_path)) == 1 and not fresh.exists()
+    finally:
+        os.close(held)
