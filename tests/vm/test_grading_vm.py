@@ -48,11 +48,11 @@ def test_preflight_sees_a_working_kprobe(roster, tmp_path):
     assert " yes " in proc.stdout and "ok" in proc.stdout.splitlines()[-1]
 
 
-REFERENCE_RUNS = 3      # each randomized anew; the unit tests judge thousands of simulated runs
+REFERENCE_RUNS = 2      # each randomized anew; the unit tests judge thousands of simulated runs
 
 
 def test_submissions_reference_variants_wrong_cheating_broken(roster, tmp_path):
-    """On a real lab VM: the reference solutions pass in 3 runs out of 3 (each run randomized anew), every
+    """On a real lab VM: the reference solutions pass in every run (REFERENCE_RUNS, each randomized anew), every
     correct variant passes, every cheat and broken script fails with the reason tests/expected_verdicts.py
     names.  Each student's evidence is kept, and `report --rejudge` re-judges the folder from it alone."""
     subs = tmp_path / "SUBMISSIONS"
