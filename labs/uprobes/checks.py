@@ -31,6 +31,8 @@ tests/unit/test_uprobes_checks.py attacks each one (guessing strategies over man
 keeps the valid variants that must pass.
 """
 
+import bisect
+import functools
 import heapq
 import re
 from collections import Counter, defaultdict
@@ -131,14 +133,32 @@ def _bounds(rec):
     return least, most
 
 
+class Sorted(tuple):
+    """A candidate's rows sorted once, with their starts, their ends and whether the ends rise too (then the
+    buckets a call fits are found by bisection): shared by the four units a candidate is read in."""
+
+    @classmethod
+    def of(cls, rows):
+        rows = sorted(rows)
+        starts = [lo for lo, _, _ in rows]
+        ends = [end for _, end, _ in rows]
+        return cls((rows, starts, ends, all(a <= b for a, b in zip(ends, ends[1:]))))
+
+
 def _fits(rows, calls):
     """Can the calls (least, most) fill the buckets (lo, end, count) one to one, each call in a bucket it could
     have been measured in?  Sorted, the buckets' starts and ends both rise (they overlap by the one unit allowed
     below at most), so a call's buckets are a run of them: fill the buckets in order, each with the waiting calls
     whose run ends first (earliest deadline first is optimal for runs)."""
-    rows = sorted(rows)
+    rows, starts, ends, rising = rows if isinstance(rows, Sorted) else Sorted.of(rows)
     spans = []
     for least, most in calls:
+        if rising:                  # the run of buckets a call fits: found by bisection, not by a scan
+            first, last = bisect.bisect_right(ends, least), bisect.bisect_right(starts, most) - 1
+            if first > last:
+                return False
+            spans.append((first, last))
+            continue
         fits = [i for i, (lo, end, _) in enumerate(rows) if lo <= most and end > least]
         if not fits:
             return False
@@ -164,6 +184,13 @@ def _lumps(rows, slow, fast):
     return None
 
 
+@functools.lru_cache(maxsize=4096)
+def _readings(line):
+    """Both readings of a line (its integers; its integers and decimals), computed once per distinct line: a
+    script printing the same line on every call costs one reading, not one per call."""
+    return ((("int", tuple((v, 1) for v in _ints(line))), ("decimal", tuple(_durations(line)))))
+
+
 def _durations(line):
     """(value, resolution) per number of a line, in the line's own unit: an integer reads to within 1, a
     decimal to within one unit of its last digit ("39.417" to within 0.001)."""
@@ -182,11 +209,11 @@ def _line_columns(lines, n):
     Both readings of a line: its integers alone (as the other checks read it) and its decimals too."""
     columns = defaultdict(list)
     for line in lines:
-        for reading, numbers in (("int", [(v, 1) for v in _ints(line)]), ("decimal", _durations(line))):
+        for reading, numbers in _readings(line):
             for pos, (value, step) in enumerate(numbers):
                 columns[(reading, len(numbers), pos)].append((value - step, value + step, 1))
-    unique = {tuple(rows) for rows in columns.values() if len(rows) == n}
-    return [list(rows) for rows in sorted(unique)]
+    unique = dict.fromkeys(tuple(rows) for rows in columns.values() if len(rows) == n)   # first seen, first
+    return [list(rows) for rows in unique]
 
 
 @check("latency_hist")
@@ -213,15 +240,22 @@ def latency_hist(output, truth, params):
     if not candidates and not has_numbered_lines:
         return Verdict(False, "no_hist", "no histogram in your output, nor one duration per line")
     right_total, coarse = set(), {}
+    # The calls in each unit, once (not every candidate's rows in ns): a bucket [lo, end) of unit u holds a call
+    # (least, most) ns when lo <= most / u and end > least / u.
+    in_unit = {unit: [[(Fraction(a, factor), Fraction(b, factor)) for a, b in group]
+                      for group in (calls, slow, clearly_fast)] for unit, factor in UNITS.items()}
     for kind, what, rows in candidates:
         if sum(c for _, _, c in rows) != n:
             continue
         right_total.add(kind)
+        prepared = Sorted.of(rows)
+        rows = prepared[0]
         for unit, factor in UNITS.items():
-            buckets = [(lo * factor, end * factor, c) for lo, end, c in rows]
-            if not _fits(buckets, calls):
+            calls_u, slow_u, fast_u = in_unit[unit]
+            if not _fits(prepared, calls_u):
                 continue
-            both = _lumps(buckets, slow, clearly_fast)
+            both = _lumps(rows, slow_u, fast_u)
+            both = both and (both[0] * factor, both[1] * factor)       # in ns, as _amount reads it
             if both is None:
                 return Verdict(True, "ok", "%s (in %s) holds the run's %d calls where they were measured, the "
                                "slow ones apart" % (what, unit, n))

@@ -49,6 +49,9 @@ def test_preflight_sees_a_working_kprobe(roster, tmp_path):
 
 
 REFERENCE_RUNS = 2      # each randomized anew; the unit tests judge thousands of simulated runs
+# Three of the five kprobes variant folders are judged from their real VM outputs, recorded on bpftrace 0.23 and
+# 0.17 (tests/unit/test_recorded_outputs.py), not graded again here: each is a 30 s run on an emulated VM.
+VARIANTS_NOT_ON_THE_VM = {"variants_b", "variants_c", "variants_d"}
 
 
 def test_submissions_reference_variants_wrong_cheating_broken(roster, tmp_path):
@@ -61,7 +64,7 @@ def test_submissions_reference_variants_wrong_cheating_broken(roster, tmp_path):
         shutil.copytree(REPO / "labs" / "kprobes" / "solutions", subs / ("reference_%d" % n))
         expected["reference_%d" % n] = EXPECTED["reference"]
     for case in EXPECTED:
-        if case != "reference":
+        if case != "reference" and case not in VARIANTS_NOT_ON_THE_VM:
             shutil.copytree(CASES / case, subs / case)
             expected[case] = EXPECTED[case]
     results = tmp_path / "results"
