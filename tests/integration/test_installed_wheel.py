@@ -6,8 +6,6 @@ Offline by design: the venv gets the grader's dependencies from the test's own e
 of PyPI; `pip check` proves the wheel's declared requirements are met by them."""
 
 import json
-import os
-import site
 import subprocess
 import sys
 from pathlib import Path
@@ -22,26 +20,6 @@ SOLUTIONS = REPO / "tests" / "fixtures" / "labs" / "tracepoints" / "solutions"
 
 def run(cmd, cwd, timeout=300, env=None):
     return subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
-
-
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-    root = tmp_path_factory.mktemp("install")
-    built = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", root / "dist", REPO], cwd=root,
-                timeout=600)
-    assert built.returncode == 0, built.stderr[-2000:]
-    [wheel] = (root / "dist").glob("bpfhol-*.whl")
-    venv = root / "venv"
-    made = run([sys.executable, "-m", "venv", venv], cwd=root, timeout=300)
-    assert made.returncode == 0, made.stderr
-    python = venv / "bin" / "python"
-    got = run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", wheel], cwd=root)
-    assert got.returncode == 0, got.stderr[-2000:]
-    outside = root / "elsewhere"
-    outside.mkdir()
-    return {"root": root, "python": python, "bin": venv / "bin", "outside": outside,
-            "site": Path(run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             cwd=outside).stdout.strip())}
 
 
 def test_installed_grader_without_dependencies_says_what_to_run(installed, tmp_path):
@@ -65,11 +43,11 @@ def test_a_checkout_without_dependencies_points_at_its_venv_or_pip(tmp_path):
     assert "not gradable" not in proc.stdout                             # nothing was graded (or recorded)
 
 
-def test_installed_grader_lists_its_labs_and_grades_a_cohort(installed, tmp_path, farm, lab_prefix, test_lab):
+def test_installed_grader_lists_its_labs_and_grades_a_cohort(installed_with_deps, tmp_path, farm, lab_prefix,
+                                                             test_lab):
     # The dependencies, from this test's environment (offline); the grader itself only from the wheel.
-    deps = [p for p in site.getsitepackages() if Path(p, "paramiko").is_dir()]
-    (installed["site"] / "bpfhol-test-deps.pth").write_text("\n".join(deps) + "\n")
-    env = dict(os.environ, PYTHONPATH="")
+    installed = installed_with_deps
+    env = installed["env"]
     outside = installed["outside"]
     check = run([installed["python"], "-m", "pip", "check"], cwd=outside, env=env)
     assert check.returncode == 0, check.stdout + check.stderr
