@@ -15,6 +15,7 @@ import yaml
 
 from .checks import checks_of
 from .errors import GraderError
+from .labmanifest import ManifestError, manifest_of
 
 _HERE = Path(__file__).resolve().parent
 # A checkout (labs/ beside grader/, pyproject.toml at the top); a pip/pipx install (grader/labs/, package data);
@@ -63,6 +64,9 @@ class Lab:
     checks: dict = field(default_factory=dict)       # check name -> function, from the lab's checks module
     checks_module: object = None  # that module (labs/<lab>/checks.py or checks/), for its helpers
     variant: dict = field(default_factory=dict)      # a course's names: canonical -> drawn (grader/variants.py)
+    host_probe: str = "kprobe"   # the probe kind its hosts must attach (preflight --lab proves it; labmanifest.py)
+    host_packages: list = field(default_factory=list)   # Debian packages its VM needs (the roles install them)
+    menu: list = field(default_factory=list)         # what the VM's menu runs: [{program, args, description}]
 
     def identity(self):
         """What evidence records of the lab: a re-judge checks it, and lists points that changed since.  The
@@ -93,34 +97,46 @@ class Lab:
         return sum(ex.points for ex in self.exercises)
 
     def workload_run(self, rng=None):
-        """Randomized workload parameters for one grading run (the anti-cheat: answers differ each run).
+        """The workload's arguments for one grading run, drawn as lab.yaml's ``workload.args`` says (the
+        anti-cheat: answers differ each run), with ``duration-s`` the window.  Each argument is fixed or drawn:
 
-        A value in lab.yaml may be fixed, ``{choice: [...]}`` or ``{range: [lo, hi]}`` (integers, both ends
-        included).  ``spread_over_window: <arg>`` sets interval-ms so that <arg> opens fill the window;
-        ``fd_offset`` becomes the workload's ``--spare-fds`` (descriptors opened before its loop);
-        ``count_not_multiple_of: <arg>`` moves ``count`` off multiples of <arg> (so the last open is closed)."""
+        - ``{choice: [...]}``, ``{range: [lo, hi]}`` (integers, both ends included); with ``not_multiple_of: <arg>``
+          a drawn multiple of that argument's value is moved one up;
+        - ``{window_ms_over: <arg>}``: the window in ms divided by that argument (so <arg> iterations fill it);
+        - ``{fresh_file: [stem, ...], decoy: true}``: a new file under /run/bpfhol-lab/<token>/ that the agent
+          creates for this run (``create_file``) and, with ``decoy``, one beside it that the agent opens from
+          another process during the window (``decoy_file``).
+
+        Draws happen in the order lab.yaml lists the arguments (a seeded rng gives the same run every time)."""
         rng = rng or random.SystemRandom()
-        args = {key: draw(value, rng) for key, value in (self.workload.get("args") or {}).items()}
-        create = decoy = None
-        if self.workload.get("file") == "random":
-            token = "%016x" % rng.getrandbits(64) if not isinstance(rng, random.SystemRandom) else secrets.token_hex(8)
-            # The lab file and, beside it, the decoy another process opens (same look, other name).
-            kinds = ["notes", "stats", "state", "cache"]
-            create, decoy = ["%s/%s/%s-%s.dat" % (LAB_FILE_ROOT, token, rng.choice(kinds), part)
-                             for part in (token[:6], token[6:12])]
-            args["file"] = create
+        spec = self.workload.get("args") or {}
+        args, create, decoy = {}, None, None
+        for key, value in spec.items():
+            if isinstance(value, dict) and "fresh_file" in value:
+                create, decoy = _fresh_files(value, rng)
+                args[key] = create
+            elif not (isinstance(value, dict) and "window_ms_over" in value):
+                args[key] = draw(value, rng)
+        for key, value in spec.items():
+            other = value.get("not_multiple_of") if isinstance(value, dict) else None
+            if other and int(args.get(other) or 0) > 1 and int(args[key]) % int(args[other]) == 0:
+                args[key] = int(args[key]) + 1
         args["duration-s"] = int(self.window)
-        other = self.workload.get("count_not_multiple_of")
-        if other and "count" in args and int(args.get(other) or 0) > 1 and int(args["count"]) % int(args[other]) == 0:
-            args["count"] = int(args["count"]) + 1
-        spread = self.workload.get("spread_over_window")
-        if spread and int(args.get(spread) or 0) > 0:
-            args["interval-ms"] = int(self.window * 1000 // int(args[spread]))
-        offset = int(draw(self.workload.get("fd_offset"), rng) or 0)
-        if offset:
-            args["spare-fds"] = offset
-        return {"program": self.workload["program"], "args": args, "create_file": create,
-                "decoy_file": decoy, "fd_offset": offset}
+        for key, value in spec.items():
+            if isinstance(value, dict) and "window_ms_over" in value:
+                per = int(args.get(value["window_ms_over"]) or 0)
+                if per > 0:
+                    args[key] = int(self.window * 1000 // per)
+        return {"program": self.workload["program"], "args": args, "create_file": create, "decoy_file": decoy}
+
+
+def _fresh_files(value, rng):
+    """(lab file, decoy or None) of a ``{fresh_file: [stem, ...], decoy: true}`` argument: one token names the
+    run's folder and both files (same look, other names)."""
+    token = "%016x" % rng.getrandbits(64) if not isinstance(rng, random.SystemRandom) else secrets.token_hex(8)
+    create, other = ["%s/%s/%s-%s.dat" % (LAB_FILE_ROOT, token, rng.choice(value["fresh_file"]), part)
+                     for part in (token[:6], token[6:12])]
+    return create, (other if value.get("decoy") else None)
 
 
 def draw(value, rng):
@@ -131,6 +147,64 @@ def draw(value, rng):
         lo, hi = value["range"]
         return rng.randint(int(lo), int(hi))
     return value
+
+
+ARG_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
+FIXED_ARG = re.compile(r"[A-Za-z0-9_.,:/=+-]{1,200}")     # what the agent passes on (its SAFE_ARG)
+# Set by the grader's agent for every run (docs/workload-contract.md), never by a lab.
+CONTRACT_ARGS = {"truth-log", "hold", "notify-fd", "duration-s"}
+DRAWS = {"choice": {"not_multiple_of"}, "range": {"not_multiple_of"}, "window_ms_over": set(),
+         "fresh_file": {"decoy"}}
+DRAW_FORMS = ("{choice: [...]}, {range: [lo, hi]} (either with not_multiple_of: <arg>), {window_ms_over: <arg>} "
+              "or {fresh_file: [stem, ...], decoy: true}")
+
+
+def _workload_spec(workload, where):
+    """lab.yaml's ``workload`` checked: a program and its arguments (fixed or drawn, see Lab.workload_run)."""
+    extra = sorted(set(workload) - {"program", "args"})
+    if extra:
+        raise GraderError("%s: workload.%s is not a workload setting: give the program and its args, each fixed or "
+                          "drawn (%s)" % (where, extra[0], DRAW_FORMS))
+    args = workload.get("args") or {}
+    if not isinstance(args, dict):
+        raise GraderError("%s: workload.args must map option names to values or draws" % where)
+    if sum(isinstance(v, dict) and "fresh_file" in v for v in args.values()) > 1:
+        raise GraderError("%s: workload.args has more than one fresh_file (the agent makes one per run)" % where)
+    for key, value in args.items():
+        at = "%s: workload.args.%s" % (where, key)
+        if not isinstance(key, str) or not ARG_NAME.fullmatch(key):
+            raise GraderError("%s: workload.args: %r is not an option name (like leak-every)" % (where, key))
+        if key in CONTRACT_ARGS:
+            raise GraderError("%s is set by the grader for every run (docs/workload-contract.md); remove it" % at)
+        if not isinstance(value, dict):
+            if isinstance(value, (bool, list)) or value is None or not FIXED_ARG.fullmatch(str(value)):
+                raise GraderError("%s must be a plain word or number, or a draw: %s" % (at, DRAW_FORMS))
+            continue
+        kinds = [k for k in DRAWS if k in value]
+        if len(kinds) != 1 or not set(value) - {kinds[0]} <= DRAWS[kinds[0]]:
+            raise GraderError("%s must be one draw: %s" % (at, DRAW_FORMS))
+        _check_draw(kinds[0], value, key, args, at)
+    return dict(workload, args=dict(args))
+
+
+def _check_draw(kind, value, key, args, at):
+    body = value[kind]
+    plain = lambda v: not isinstance(v, (bool, dict, list)) and v is not None and FIXED_ARG.fullmatch(str(v))
+    if kind == "choice" and not (isinstance(body, list) and body and all(plain(v) for v in body)):
+        raise GraderError("%s: choice must list plain words or numbers" % at)
+    if kind == "range" and not (isinstance(body, list) and len(body) == 2 and body[0] <= body[1] and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in body)):
+        raise GraderError("%s: range must be [lo, hi], whole numbers, lo <= hi" % at)
+    if kind == "fresh_file" and not (isinstance(body, list) and body and all(
+            isinstance(v, str) and re.fullmatch(r"[a-z][a-z0-9_]{0,15}", v) for v in body)):
+        raise GraderError("%s: fresh_file must list file name stems, like [notes, stats]" % at)
+    for ref_key in ("not_multiple_of", "window_ms_over"):
+        if ref_key in value:
+            ref = value[ref_key]
+            target = args.get(ref) if isinstance(ref, str) else None
+            drawn_number = not isinstance(target, dict) or bool(set(target) & {"choice", "range"})
+            if ref == key or ref not in args or not drawn_number:
+                raise GraderError("%s: %s must name another numeric argument of workload.args" % (at, ref_key))
 
 
 def _need(data, key, kind, where):
@@ -296,6 +370,11 @@ def load_lab(name_or_path, labs_dir=None, course_seed=None, variant=None):
     workload = _need(data, "workload", dict, where)
     if not re.match(r"^[a-z][a-z0-9_-]{0,31}$", str(workload.get("program", ""))):
         raise GraderError("%s: workload.program must be a plain program name" % where)
+    workload = _workload_spec(workload, where)
+    try:
+        manifest = manifest_of(data, where)
+    except ManifestError as exc:
+        raise GraderError(str(exc))
     probe_types = data.get("require_probe_types") or []
     if not isinstance(probe_types, list) or not set(probe_types) <= PROBE_TYPES:
         raise GraderError("%s: require_probe_types must list probe kinds from %s" % (where, sorted(PROBE_TYPES)))
@@ -354,7 +433,9 @@ def load_lab(name_or_path, labs_dir=None, course_seed=None, variant=None):
         script_cap=int(num("script_cap_bytes", 65536, 256, 1 << 20)), exercises=exercises,
         lock_wait=num("lock_wait_seconds", 0, 0, 900) if "lock_wait_seconds" in data else None,
         spec_sha256=hashlib.sha256(text.encode("utf-8", "replace")).hexdigest(), truth_spec=truth_spec,
-        checks=checks, checks_module=checks_module, variant=names,
+        checks=checks, checks_module=checks_module, variant=names, host_probe=manifest["host_probe"],
+        host_packages=manifest["host_packages"],
+        menu=[dict(entry, program=rename(entry["program"], names)) for entry in manifest["menu"]],
     )
 
 

@@ -18,7 +18,7 @@ class ReplayBackend:
 
     def run_agent_job(self, job, uploads, timeout):
         args = job["workload"]["args"]
-        truth = simulate.truth_for(args, job["workload"]["fd_offset"], 4242, job["workload"]["decoy_file"])
+        truth = simulate.truth_for(args, int(args.get("spare-fds", 0)), 4242, job["workload"]["decoy_file"])
         scripts = [{"name": s["name"], "status": "ran", "exit_code": 0, "attached": True, "source": self.source,
                     "stdout": self.outputs[s["name"]](truth), "stderr": self.stderr,
                     "path": "/run/bpfhol-agent-x/s0.bt"}

@@ -21,7 +21,7 @@ def simulated_run(lab, rng, pid=None):
     run = lab.workload_run(rng)
     args = run["args"]
     pid = pid if pid is not None else rng.randint(300, 4000000)
-    return run, truth_for(args, run["fd_offset"], pid, run.get("decoy_file"))
+    return run, truth_for(args, int(args.get("spare-fds", 0)), pid, run.get("decoy_file"))
 
 
 JOBS = ["load_config", "refresh_cache", "poll_status", "read_stats", "check_quota", "update_index"]

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 MENU = REPO / "roles" / "bpfhol_menu" / "files" / "bpfhol"
@@ -41,6 +42,8 @@ def render_registry(tmp_path, extra_vars=None):
     - {REPO}/roles/bpfhol/defaults/main.yml
     - {REPO}/roles/workloads/defaults/main.yml
   tasks:
+    - name: Read the labs' manifests as the bpfhol role does
+      ansible.builtin.include_tasks: {REPO}/roles/bpfhol/tasks/labs.yml
     - name: Draw each lab's names as the workloads role does
       ansible.builtin.include_tasks: {REPO}/roles/workloads/tasks/variants.yml
     - name: Render the lab registry as the workloads role does
@@ -50,7 +53,8 @@ def render_registry(tmp_path, extra_vars=None):
         mode: "0644"
 """)
     cmd = [ansible_playbook(), "-i", "localhost,", str(play), "-e", f"ansible_python_interpreter={sys.executable}",
-           "-e", f"workloads_variants_script={REPO}/grader/variants.py", "-e", f"workloads_labs_dir={REPO}/labs"]
+           "-e", f"workloads_variants_script={REPO}/grader/variants.py", "-e", f"bpfhol_labs_dir={REPO}/labs",
+           "-e", f"bpfhol_manifest_script={REPO}/grader/labmanifest.py"]
     if extra_vars:
         cmd += ["-e", json.dumps(extra_vars)]
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
@@ -72,7 +76,7 @@ def test_default_registry_is_what_the_menu_expects(tmp_path):
     raw = json.loads(path.read_text())
     assert raw["version"] == 1 and raw["prefix"] == "/opt/bpfhol"
     labs = menu_module().load_registry(str(path))
-    assert labs == [{"name": "kprobes", "title": "Linux kprobes with bpftrace", "text": "~/lab/kprobes.md",
+    assert labs == [{"name": "kprobes", "title": "Kernel dynamic probes (kprobes) with bpftrace", "text": "~/lab/kprobes.md",
                      "workloads": [{"name": "kprobeme", "unit": "bpfhol-kprobeme.service"}]},
                     {"name": "uprobes", "title": "User-space dynamic probes (uprobes) with bpftrace",
                      "text": "~/lab/uprobes.md", "workloads": [{"name": "uprobeme", "unit": "bpfhol-uprobeme.service"}]}]
@@ -82,21 +86,23 @@ def test_default_registry_is_what_the_menu_expects(tmp_path):
 
 
 def test_a_new_lab_and_prefix_reach_the_menu_without_code_changes(tmp_path):
-    catalog = {
-        "kprobes": {"title": "Linux kprobes with bpftrace",
-                    "workloads": [{"name": "kprobeme", "args": "", "description": "d"}]},
-        "uprobes": {"title": "User-space probes",
-                    "workloads": [{"name": "uprobeme", "args": "--fast", "description": 'quotes " and \\ survive'},
-                                  {"name": "helper", "args": ""}]},
-    }
-    path = render_registry(tmp_path, {"bpfhol_labs": ["kprobes", "uprobes"], "bpfhol_prefix": "/srv/lab",
-                                      "workloads_catalog": catalog})
+    """A new lab is a folder and its name in bpfhol_labs: its lab.yaml (title, menu) is all the roles read."""
+    labs_dir = tmp_path / "labs"
+    shutil.copytree(REPO / "labs" / "kprobes", labs_dir / "kprobes", ignore=shutil.ignore_patterns("__pycache__"))
+    (labs_dir / "newlab" / "workload").mkdir(parents=True)
+    (labs_dir / "newlab" / "lab.yaml").write_text(yaml.safe_dump({
+        "name": "newlab", "title": "User-space probes", "workload": {"program": "uprobeme"},
+        "menu": [{"program": "uprobeme", "args": ["--interval-ms", "500"], "description": 'quotes " and \\ survive'},
+                 {"program": "helper"}],
+        "host_probe": "uprobe", "exercises": []}))
+    path = render_registry(tmp_path, {"bpfhol_labs": ["kprobes", "newlab"], "bpfhol_prefix": "/srv/lab",
+                                      "bpfhol_labs_dir": str(labs_dir)})
     raw = json.loads(path.read_text())
     assert raw["prefix"] == "/srv/lab"
     assert raw["labs"][1]["workloads"][0]["description"] == 'quotes " and \\ survive'
-    assert raw["labs"][1]["dir"] == "/srv/lab/labs/uprobes"
+    assert raw["labs"][1]["dir"] == "/srv/lab/labs/newlab"
     labs = menu_module().load_registry(str(path))
-    assert [lab["name"] for lab in labs] == ["kprobes", "uprobes"]
+    assert [lab["name"] for lab in labs] == ["kprobes", "newlab"]
     assert [wl["unit"] for wl in labs[1]["workloads"]] == ["bpfhol-uprobeme.service", "bpfhol-helper.service"]
     # and the menu itself, run as a program on that file, lists both labs
     env = dict(os.environ, BPFHOL_REGISTRY=str(path), PATH=f"{tmp_path}/bin:{os.environ['PATH']}")
@@ -106,7 +112,7 @@ def test_a_new_lab_and_prefix_reach_the_menu_without_code_changes(tmp_path):
     fake.chmod(0o755)
     res = subprocess.run([sys.executable, str(MENU), "list"], env=env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
-    assert "uprobes: User-space probes" in res.stdout
+    assert "newlab: User-space probes" in res.stdout
     assert "workload helper: stopped" in res.stdout
 
 

@@ -149,7 +149,7 @@ def test_counters_beside_a_slow_script_see_every_open_and_close(roster, tmp_path
     # printed its map: its grace grows with its attach time
     slow = bpftrace_output.parse(q2["stdout"]).maps.get("@") or {}
     assert q2["signals"] == ["SIGINT"] and slow.get("kprobe:vfs_open") == len(truth.opens), (q2["signals"], slow)
-    assert truth.opened_fds[0] == 4 + doc["job"]["workload"]["fd_offset"]
+    assert truth.opened_fds[0] == 4 + int(doc["job"]["workload"]["args"].get("spare-fds", 0))
 
 
 def test_uprobes_lab_references_full_marks_on_the_vm(lab_vm, roster, tmp_path):
