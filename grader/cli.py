@@ -44,7 +44,8 @@ def _course_seed(p):
 
 
 def _common(p):
-    p.add_argument("--lab", default="kprobes", help="lab name (a folder in labs/) or a lab folder path (default: kprobes)")
+    p.add_argument("--lab", default=None, help="lab name (a folder in labs/) or a lab folder path (default: the lab "
+                   "the --results folder was last judged with, see its lab.json; else kprobes)")
     _course_seed(p)
     p.add_argument("--results", default=None, help="results folder (default: results/<lab>)")
     p.add_argument("--force", action="store_true", help="regrade students already in the journal")
@@ -58,6 +59,17 @@ def _common(p):
     p.add_argument("--lms-assignment", default=None, metavar="NAME",
                    help="assignment column of canvas.csv and moodle.csv (default: 'bpfhol <lab>'; for Canvas, "
                    "'Name (12345)' updates the existing assignment 12345); remembered in <results>/lms.json")
+    _course_options(p)
+
+
+def _course_options(p):
+    p.add_argument("--question", metavar="ID", default=None,
+                   help="with --force (grade) or --rejudge (report): re-run or re-judge only this question "
+                   "(e.g. q3); every other question keeps its recorded verdict")
+    p.add_argument("--overrides", metavar="FILE", default=None,
+                   help="the instructor's grade overrides (CSV student,question,points,reason or a YAML list of "
+                   "them; question 'total' sets the total): kept in <results>/overrides.json, recorded in the "
+                   "journal, honoured by every report and LMS file from then on (an empty file removes them)")
 
 
 def build_parser():
@@ -81,13 +93,17 @@ def build_parser():
                    "where the student is root: a self-check, not a grade to sign")
     g.add_argument("--pool-format", choices=ROSTER_FORMATS, help="format of the --pool roster (default: guessed)")
     g.add_argument("--deadline", metavar="TIME",
-                   help="with --pool: scripts changed after TIME (ISO 8601, e.g. 2026-12-14T23:59, local time "
-                   "unless a zone is given) are flagged, or not graded with --late refuse")
+                   help="scripts changed after TIME (ISO 8601, e.g. 2026-12-14T23:59, local time unless a zone is "
+                   "given) are flagged, penalised with --late-penalty, or not graded with --late refuse (with "
+                   "--pool the times come from the collection, else from each student's VM after grading)")
     g.add_argument("--extensions", metavar="FILE",
                    help="with --deadline: later deadlines for some students (CSV student,deadline or YAML "
                    "{student: deadline})")
     g.add_argument("--late", choices=("flag", "refuse"), default="flag",
                    help="a script changed after the deadline: flag it in the feedback (default) or do not grade it")
+    g.add_argument("--late-penalty", metavar="RATE", default=None,
+                   help="with --deadline: points off a late script's question per started day or hour late, e.g. "
+                   "10%%/day or 2%%/hour (shown in its feedback)")
     g.add_argument("--recollect", action="store_true",
                    help="with --pool: collect the scripts again (default: a student's first collection is kept) "
                    "and regrade those students")
@@ -135,6 +151,11 @@ def build_parser():
                    "the one it replaced) and print a table of who changed from what, and why")
     r.add_argument("--dry-run", action="store_true",
                    help="with --rejudge: print the table of changes, write nothing")
+    r.add_argument("--quiet", action="store_true", help="no score table on the terminal (the reports are written)")
+    r.add_argument("--out", metavar="DIR", default=None,
+                   help="write the reports to DIR instead, from a snapshot of the journal, without taking the "
+                   "results folder (read-only: works while a grade runs; the default when one does)")
+    _course_options(r)
 
     sub.add_parser("labs", help="list the labs the grader knows")
     return parser
@@ -165,13 +186,17 @@ class ReportBug(Exception):
                             " with %s" % self.where if self.where else "", results_dir))
 
 
-def _finish(results, lab, results_dir, quiet=False, judged=None):
-    """Write every report for `results` (the whole cohort); the exit code speaks for `judged` (this run's students,
-    default: all of them)."""
+def _finish(results, lab, results_dir, quiet=False, judged=None, source_dir=None):
+    """Write every report for `results` (the whole cohort) to `results_dir`; the exit code speaks for `judged` (this
+    run's students, default: all of them).  ``source_dir``: the results folder whose lms.json and evidence the
+    reports read, when they are written elsewhere (report --out)."""
     from .reports import table, write_all
 
     try:
-        write_all(results, lab, results_dir)
+        if source_dir is None:
+            write_all(results, lab, results_dir)
+        else:
+            write_all(results, lab, results_dir, source_dir=source_dir)
     except OSError as exc:
         raise WriteError("cannot write reports to %s: %s (the journal keeps every result; rerun `report`)"
                           % (results_dir, exc.strerror))
@@ -183,7 +208,7 @@ def _finish(results, lab, results_dir, quiet=False, judged=None):
         sys.stdout.write(table.render(results, lab))
         sys.stdout.write("reports: %s/{summary.txt,gradebook.csv,canvas.csv,moodle.csv,junit.xml,index.html,"
                          "students/*/results.json}\n" % results_dir)
-        nameless = lms.unmatched(results, lms.load(results_dir))
+        nameless = lms.unmatched(results, lms.load(source_dir or results_dir))
         if nameless:
             sys.stdout.write("note: %d of %d students have no email, lms_id, sis_id or login in the roster; "
                              "Canvas and Moodle cannot match them (e.g. %s)\n"
@@ -207,7 +232,8 @@ def cmd_grade(args):
     from .labspec import load_lab
     from .roster import load_roster
 
-    lab = load_lab(args.lab, course_seed=args.course_seed)
+    lab = load_lab(_lab_argument(args), course_seed=args.course_seed)
+    question = _question(args, lab, "force")
     cohort = entries = load_roster(args.roster, args.format)
     if args.student:
         wanted = set(args.student)
@@ -216,24 +242,118 @@ def cmd_grade(args):
             raise GraderError("none of --student %s is in the roster" % ", ".join(sorted(wanted)))
     if args.parallel < 1:
         raise GraderError("--parallel must be at least 1")
-    pool_only = [name for name in ("deadline", "extensions", "recollect") if getattr(args, name)]
-    if pool_only and not args.pool:
-        raise GraderError("--%s goes with --pool (grades that count are computed on your lab VMs)" % pool_only[0])
+    if args.recollect and not args.pool:
+        raise GraderError("--recollect goes with --pool (grades that count are computed on your lab VMs)")
     if args.extensions and not args.deadline:
         raise GraderError("--extensions goes with --deadline (the deadline everyone else has)")
+    if args.late_penalty and not args.deadline:
+        raise GraderError("--late-penalty goes with --deadline (the time after which points are taken off)")
+    if args.late_penalty and args.late == "refuse":
+        raise GraderError("--late-penalty goes with --late flag (--late refuse grades no late script at all)")
+    if args.late_penalty:
+        from .late import parse_penalty
+
+        parse_penalty(args.late_penalty)
     results_dir = args.results or os.path.join("results", lab.name)
     journal = Journal(results_dir, wait=args.wait, show_output=args.show_output)
     _same_lab(lab, journal, results_dir)
     _remember_lms(results_dir, cohort, args.lms_assignment)
+    _take_overrides(args, lab, journal, results_dir, [e.student for e in cohort])
     if args.pool:
-        judged = _grade_on_pool(args, lab, entries, journal, results_dir)
+        judged = _grade_on_pool(args, lab, entries, journal, results_dir, question)
     else:                        # the table and summary.txt say these are self-checks (reports/table.py)
         judged = grade_roster(lab, entries, journal, parallel=args.parallel, force=args.force,
-                              retries=args.retries, options=_options(args, results_dir))
+                              retries=args.retries, options=_options(args, results_dir), question=question,
+                              adjust=_deadline_marks(args, lab, entries))
+    _remember_lab(results_dir, lab, "grade")
     return _finish(cohort_results(journal, [e.student for e in cohort]), lab, results_dir, args.quiet, judged)
 
 
-def _grade_on_pool(args, lab, entries, journal, results_dir):
+def _lab_argument(args):
+    """--lab, else the lab the --results folder was last judged with (its lab.json), else kprobes."""
+    from .rejudge import remembered_lab
+
+    if args.lab:
+        return args.lab
+    memo = remembered_lab(args.results) if args.results else None
+    if memo and Path(memo["path"], "lab.yaml").is_file():
+        return memo["path"]
+    return "kprobes"
+
+
+def _question(args, lab, needs):
+    """--question, checked against the lab; it goes with --force (grade) or --rejudge (report)."""
+    if not args.question:
+        return None
+    from .questions import check_question
+
+    if not getattr(args, needs):
+        raise GraderError("--question goes with --%s (it %s one question of students already graded)"
+                          % (needs, "re-runs" if needs == "force" else "re-judges"))
+    return check_question(lab, args.question)
+
+
+def _remember_lab(results_dir, lab, by):
+    from .rejudge import remember_lab
+
+    remember_lab(results_dir, lab, by)
+
+
+def _take_overrides(args, lab, journal, results_dir, students=()):
+    """--overrides FILE: checked, kept in <results>/overrides.json, and every student it changes recorded again
+    (a journal line with the override applied; grader/overrides.py)."""
+    if not args.overrides:
+        return
+    from . import overrides
+
+    recorded = journal.load()
+    rows = overrides.load(args.overrides, lab, set(recorded) | set(students))
+    overrides.save(results_dir, rows, Path(args.overrides).resolve())
+    journal.overrides = rows
+    changed = 0
+    for result in recorded.values():
+        before = (result.score, [(e.score, e.feedback) for e in result.exercises], result.error)
+        journal.adjust(result)
+        if (result.score, [(e.score, e.feedback) for e in result.exercises], result.error) != before:
+            journal.record(result, lab)
+            changed += 1
+    waiting = sorted({o["student"] for o in rows} - {s for s, r in recorded.items() if r.status == "graded"})
+    print("overrides: %d rows from %s, %d students' results changed%s" % (
+        len(rows), args.overrides, changed,
+        "; not applied until graded: %s" % ", ".join(waiting[:5]) if waiting else ""), file=sys.stderr)
+
+
+def _deadline_marks(args, lab, entries):
+    """Cohort mode with --deadline: after each student is graded their agent reports the scripts' modification
+    times (grader/collect.py script_times); late ones are flagged, penalised or refused as in pool mode."""
+    if not args.deadline:
+        return None
+    from .cohort import backend_for
+    from .collect import load_extensions, mark_late, parse_time, script_times, student_deadline
+
+    deadline = parse_time(args.deadline)
+    extensions = load_extensions(args.extensions) if args.extensions else {}
+    unknown = sorted(set(extensions) - {e.student for e in entries})
+    if unknown and not args.student:
+        raise GraderError("the extensions file names %s, who is not in the roster" % ", ".join(unknown[:3]))
+    options = _options(args, None)
+
+    def adjust(result, entry):
+        backend = backend_for(entry, options)
+        try:
+            backend.connect()
+            manifest = script_times(backend, lab, entry)
+        finally:
+            backend.close()
+        mark_late(result, lab, manifest, student_deadline(entry.student, deadline, extensions), args.late,
+                  args.late_penalty)
+
+    return adjust
+
+
+
+
+def _grade_on_pool(args, lab, entries, journal, results_dir, question=None):
     """grade --pool: collect each student's scripts from their VM (kept in <results>/collected/), then grade them
     on the instructor's VMs through the submissions path (grader/collect.py says what each step trusts)."""
     from . import grading
@@ -281,11 +401,11 @@ def _grade_on_pool(args, lab, entries, journal, results_dir):
 
     def adjust(result):
         mark_late(result, lab, manifests[result.student], student_deadline(result.student, deadline, extensions),
-                  args.late)
+                  args.late, args.late_penalty)
 
     if subs:
         grade_submissions(lab, subs, vms, journal, force=True, retries=args.retries, options=options, mode="pool",
-                          adjust=adjust)
+                          adjust=adjust, question=question)
     recorded = journal.load()
     return [recorded[e.student] for e in entries if e.student in recorded]
 
@@ -297,7 +417,8 @@ def cmd_submissions(args):
     from .roster import load_roster
     from .submissions import load_submissions
 
-    lab = load_lab(args.lab, course_seed=args.course_seed)
+    lab = load_lab(_lab_argument(args), course_seed=args.course_seed)
+    question = _question(args, lab, "force")
     subs = load_submissions(args.folder, lab)
     vms = load_roster(args.vms, args.format)
     if not any(not vm.problem for vm in vms):
@@ -306,8 +427,10 @@ def cmd_submissions(args):
     journal = Journal(results_dir, wait=args.wait, show_output=args.show_output)
     _same_lab(lab, journal, results_dir)
     _remember_lms(results_dir, (), args.lms_assignment)
+    _take_overrides(args, lab, journal, results_dir, [s.student for s in subs])
     judged = grade_submissions(lab, subs, vms, journal, force=args.force, retries=args.retries,
-                               options=_options(args, results_dir))
+                               options=_options(args, results_dir), question=question)
+    _remember_lab(results_dir, lab, "submissions")
     return _finish(cohort_results(journal, [s.student for s in subs]), lab, results_dir, args.quiet, judged)
 
 
@@ -366,14 +489,26 @@ def cmd_self_check(args):
 
 def _same_lab(lab, journal, results_dir):
     """A results folder holds one lab: grading another into it would mix two cohorts' grades."""
-    from .rejudge import check_same_lab, check_same_variant, folder_lab, recorded_variant
+    from .rejudge import check_same_lab, check_same_points, check_same_variant, folder_lab, folder_lab_dir, \
+        recorded_variant
 
     results = journal.load().values()
-    check_same_lab(lab, folder_lab(journal, results, results_dir), results_dir)
+    recorded = folder_lab(journal, results, results_dir)
+    check_same_lab(lab, recorded, results_dir,
+                   where=folder_lab_dir(journal, results, results_dir, recorded) if recorded else None)
     check_same_variant(lab, recorded_variant(journal, results), results_dir)
+    check_same_points(lab, results_dir)
 
 
 def cmd_report(args):
+    """Rewrite the reports, re-judge (--rejudge), or take an overrides file.
+
+    Beside a running grade: a plain report does not wait for the grade's hold on the results folder.  It reads a
+    snapshot of the journal (each line is appended whole and fsync'd, a line being written is skipped: that
+    student is simply not in the snapshot yet) and writes the reports to a separate folder, --out DIR or by
+    default <results>/snapshot/, so nothing the grade writes is touched; the grade rewrites the folder's own
+    reports when it ends.  --rejudge and --overrides record journal lines: they take the folder (or --wait)."""
+    from .errors import ResultsBusy
     from .journal import Journal
     from .rejudge import choose_lab, rejudge_all
 
@@ -381,14 +516,44 @@ def cmd_report(args):
         raise GraderError("--dry-run goes with --rejudge (a plain report only rewrites the reports)")
     if not Path(args.results, "journal.jsonl").is_file():
         raise GraderError("no journal.jsonl in %s: grade first" % args.results)
-    journal = Journal(args.results, wait=args.wait, hold=not args.dry_run, show_output=args.show_output)
+    writes_journal = (args.rejudge and not args.dry_run) or args.overrides
+    if args.out and writes_journal:
+        raise GraderError("--out writes reports only: drop it to %s" % ("re-judge" if args.rejudge else
+                                                                        "take the overrides"))
+    out_dir, busy = args.out, None
+    if not out_dir and not args.dry_run:
+        try:
+            journal = Journal(args.results, wait=args.wait, show_output=args.show_output)
+        except ResultsBusy as exc:
+            if writes_journal:
+                raise
+            busy, out_dir = exc, str(Path(args.results) / "snapshot")
+    if out_dir or args.dry_run:
+        journal = Journal(args.results, hold=False, show_output=args.show_output)
     results = list(journal.load().values())
-    lab = choose_lab(args.lab, journal, results, args.results)
+    lab = choose_lab(args.lab, journal, results, args.results, rejudge=args.rejudge)
+    question = _question(args, lab, "rejudge")
+    if args.overrides:
+        _take_overrides(args, lab, journal, args.results)
+        results = list(journal.load().values())
     if args.rejudge:
-        results = rejudge_all(lab, journal, results, dry_run=args.dry_run)
+        results = rejudge_all(lab, journal, results, dry_run=args.dry_run, question=question)
         if args.dry_run:
             return EXIT_OK
-    return _finish(results, lab, args.results)
+        _remember_lab(args.results, lab, "report --rejudge")
+    if out_dir:
+        from .reports import private_dir
+
+        try:
+            private_dir(out_dir)
+        except OSError as exc:
+            raise WriteError("cannot write reports to %s: %s" % (out_dir, exc.strerror))
+        if busy is not None:
+            print("bpfhol-grade: %s is in use by a running grade; reports of the %d results so far written to %s "
+                  "(the grade rewrites the folder's own reports when it ends)" % (args.results, len(results),
+                                                                                   out_dir), file=sys.stderr)
+        return _finish(results, lab, out_dir, args.quiet, source_dir=args.results)
+    return _finish(results, lab, args.results, args.quiet)
 
 
 def cmd_labs(args):

@@ -102,9 +102,29 @@ def cohort_scripts(lab, entry):
     return {ex.id: ("path", "%s/%s" % (answers.rstrip("/"), ex.script)) for ex in lab.exercises}
 
 
-def grade_roster(lab, entries, journal, parallel=8, force=False, retries=1, options=None, progress=None):
-    """Grade every entry; returns all results (finished earlier ones included, unless forced)."""
+def rerun_question(journal, question, result, previous):
+    """``--question``: the new run's verdict for that question, every other exercise as the journal had it.  A
+    student with no graded result yet gets the whole run; a run that could not grade leaves the graded result as
+    it was (said on stderr) rather than replacing a grade by "not gradable"."""
+    from .questions import keep_other_questions
+
+    if question is None or previous is None or previous.status != "graded":
+        return result
+    if result.status != "graded":
+        print("bpfhol-grade: %s: %s not re-run (%s); their graded result is kept"
+              % ("".join(c for c in result.student if c.isprintable())[:40], question, result.error[:120]),
+              file=sys.stderr)
+        return None
+    return keep_other_questions(previous, result, question)
+
+
+def grade_roster(lab, entries, journal, parallel=8, force=False, retries=1, options=None, progress=None,
+                 question=None, adjust=None):
+    """Grade every entry; returns all results (finished earlier ones included, unless forced).  ``question``
+    (with force): only that exercise's verdict is replaced.  ``adjust(result, entry)`` amends a graded result
+    before it is recorded (a deadline's marks)."""
     options = options or {}
+    previous = journal.load() if question else {}
     done = {} if force else finished(journal)
     todo = [e for e in entries if e.student not in done]
     progress = progress or Progress(len(todo), quiet=options.get("quiet", False))
@@ -126,6 +146,17 @@ def grade_roster(lab, entries, journal, parallel=8, force=False, retries=1, opti
                                               entry.host)
         result.max_score = lab.max_score
         result.mode = "self-check"
+        if adjust is not None and result.status == "graded":
+            try:
+                adjust(result, entry)
+            except Exception as exc:  # noqa: BLE001 - e.g. the VM went away: the grade stands, unmarked
+                result.error = ("could not check the deadline: %s" % exc)[:300]
+        kept = rerun_question(journal, question, result, previous.get(entry.student))
+        if kept is None:
+            results[entry.student] = previous[entry.student]
+            progress.step(result)
+            return
+        result = kept
         try:
             journal.record(result, lab)
         except GraderError as exc:
@@ -178,12 +209,13 @@ def canary_passes(lab, vm, options):
 
 
 def grade_submissions(lab, submissions, vms, journal, force=False, retries=1, options=None, mode="submissions",
-                      adjust=None):
+                      adjust=None, question=None):
     """Submissions mode: students' folders graded on instructor VMs, one student per VM at a time
     (every probe sees the whole kernel).  A VM that fails is retired; its student goes back in line.
     ``mode`` is recorded with each result; ``adjust(result)`` amends a graded result before it is recorded
-    (grade --pool: the deadline's marks)."""
+    (grade --pool: the deadline's marks); ``question``: only that exercise's verdict is replaced."""
     options = options or {}
+    previous = journal.load() if question else {}
     done = {} if force else finished(journal)
     todo = [s for s in submissions if s.student not in done]
     progress = Progress(len(todo), quiet=options.get("quiet", False))
@@ -200,9 +232,14 @@ def grade_submissions(lab, submissions, vms, journal, force=False, retries=1, op
         result.mode = mode
         if adjust is not None and result.status == "graded":
             adjust(result)
-        journal.record(result, lab)
-        results[result.student] = result
-        progress.step(result)
+        kept = rerun_question(journal, question, result, previous.get(result.student))
+        if kept is None:
+            results[result.student] = previous[result.student]
+            progress.step(result)
+            return
+        journal.record(kept, lab)
+        results[result.student] = kept
+        progress.step(kept)
 
     def worker(vm):
         while not failure:

@@ -211,13 +211,15 @@ def submission_of(lab, manifest, results_dir, deadline=None, late="flag"):
     return sub
 
 
-def mark_late(result, lab, manifest, deadline, late="flag"):
+def mark_late(result, lab, manifest, deadline, late="flag", penalty=None):
     """Say on each exercise whose script was changed after the deadline that it was (``flag``), or fail it as not
-    graded (``refuse``).  The result keeps the collection's record (``submitted``)."""
+    graded (``refuse``); with ``penalty`` (e.g. "10%/day", grader/late.py) flagged exercises also lose points.
+    The result keeps the collection's record (``submitted``)."""
     changed = late_scripts(manifest, deadline)
     by_script = {ex.script: ex.id for ex in lab.exercises}
     result.submitted = {"collected_at": manifest.get("collected_at"), "host": manifest.get("host"),
                         "deadline": deadline, "late": {by_script[s]: t for s, t in changed.items() if s in by_script},
+                        "late_policy": late,
                         "sha256": {by_script[s]: r.get("sha256") for s, r in manifest["files"].items()
                                    if s in by_script and r.get("sha256")}}
     for ex in result.exercises:
@@ -231,7 +233,31 @@ def mark_late(result, lab, manifest, deadline, late="flag"):
         else:
             ex.feedback = ("late: %s.\n%s" % (when, ex.feedback)).strip()
     result.score = sum(e.score for e in result.exercises)
+    if penalty and late != "refuse" and deadline is not None:
+        from .late import penalize
+
+        penalize(result, result.submitted["late"], deadline, penalty)
     return result
+
+
+def script_times(backend, lab, entry):
+    """Cohort mode (`grade` on each student's own VM) with a deadline: the manifest of the student's scripts as
+    their agent reports them now (content hashes and modification times), kept nowhere but in the result."""
+    paths = script_paths(lab, entry)
+    reply = backend.collect_scripts(list(paths.values()))
+    if not reply.get("ok"):
+        raise HostError("could not read the scripts' times on %s: %s" % (backend.name, str(reply.get("error"))[:200]),
+                        kind="agent")
+    by_path = {item.get("path"): item for item in reply.get("files") or [] if isinstance(item, dict)}
+    files = {}
+    for script, path in paths.items():
+        item = by_path.get(path) or {}
+        mtime = item.get("mtime")
+        files[script] = {"path": path, "status": item.get("status", "missing"),
+                         "mtime": mtime if isinstance(mtime, (int, float)) else None,
+                         "sha256": hashlib.sha256(item["source"].encode("utf-8")).hexdigest()
+                         if isinstance(item.get("source"), str) else None}
+    return {"student": entry.student, "host": backend.name, "collected_at": time.time(), "files": files}
 
 
 def student_deadline(student, deadline, extensions):

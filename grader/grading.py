@@ -54,6 +54,8 @@ class StudentResult:
     rejudged: dict = field(default_factory=dict)   # a re-judge's new line keeps the verdict it replaced
     mode: str = ""                  # where it was graded: self-check (the student's own VM) | pool | submissions
     submitted: dict = field(default_factory=dict)  # pool mode: the collection (when, hashes, deadline, late scripts)
+    question_evidence: dict = field(default_factory=dict)  # --question: exercise -> the evidence file it was judged on
+    overrides: list = field(default_factory=list)  # the instructor's overrides applied (grader/overrides.py)
 
     def to_dict(self):
         return asdict(self)

@@ -77,9 +77,93 @@ def check_same_variant(lab, recorded, results_dir):
                       "it was graded with (or use another --results folder)" % (results_dir, shown))
 
 
-def choose_lab(requested, journal, results, results_dir):
-    """The Lab to report or re-judge a folder with: the recorded one. ``--lab`` may name it (or its folder),
-    never another lab: that would silently re-grade a cohort against questions it never answered."""
+LAB_MEMO = "lab.json"
+
+
+def remember_lab(results_dir, lab, by):
+    """Write <results>/lab.json: the lab folder and points the folder's verdicts were last judged with.  Evidence
+    names the lab a student was first graded with; after `report --rejudge --lab COPY` the verdicts are COPY's, so a
+    later plain `report` or `grade` must use COPY too (the installed lab's points beside COPY's scores gave a 10/10
+    student 11/10)."""
+    import json
+    from pathlib import Path
+
+    from .reports import write_atomic
+
+    memo = {"name": lab.name, "path": str(Path(lab.path).resolve()), "by": by, "at": time.time(),
+            "points": {ex.id: ex.points for ex in lab.exercises}}
+    try:
+        write_atomic(Path(results_dir) / LAB_MEMO, json.dumps(memo, indent=1, sort_keys=True) + "\n")
+    except OSError as exc:
+        raise GraderError("cannot write %s/%s: %s" % (results_dir, LAB_MEMO, exc.strerror))
+
+
+def remembered_lab(results_dir):
+    """The lab.json of a results folder ({name, path, points, by}) when it is whole, else None."""
+    import json
+    from pathlib import Path
+
+    try:
+        memo = json.loads((Path(results_dir) / LAB_MEMO).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(memo, dict) or not all(isinstance(memo.get(k), str) for k in ("name", "path")):
+        return None
+    return memo if isinstance(memo.get("points"), dict) else None
+
+
+def remembered_lab_dir(results_dir, name):
+    """The folder lab.json names for lab `name`, while it still holds lab.yaml."""
+    from pathlib import Path
+
+    memo = remembered_lab(results_dir)
+    if memo and memo["name"] == name and (Path(memo["path"]) / "lab.yaml").is_file():
+        return Path(memo["path"])
+    return None
+
+
+def lab_argument(name, where):
+    """What to pass as --lab for lab `name` loaded from folder `where`: its name when the grader finds that same
+    folder by name, else the folder's path (a lab graded from a copy is unknown by name)."""
+    import shlex
+    from pathlib import Path
+
+    from .labspec import find_lab_dir
+
+    if where is None:
+        return name
+    try:
+        if Path(find_lab_dir(name)).resolve() == Path(where).resolve():
+            return name
+    except GraderError:
+        pass
+    return shlex.quote(str(where))
+
+
+def folder_lab_dir(journal, results, results_dir, name):
+    """The folder of the lab the folder's verdicts were last judged with: lab.json's, else the evidence's."""
+    return remembered_lab_dir(results_dir, name) or recorded_lab_dir(journal, results, name)
+
+
+def check_same_points(lab, results_dir, rejudge=False):
+    """A plain report or grade with a lab whose points differ from those the folder was last judged with would put
+    scores of one beside the maximum of the other: refused, naming what works."""
+    memo = remembered_lab(results_dir)
+    if rejudge or not memo or memo["name"] != lab.name:
+        return
+    points = {ex.id: ex.points for ex in lab.exercises}
+    if {k: float(v) for k, v in memo["points"].items() if isinstance(v, (int, float))} == \
+            {k: float(v) for k, v in points.items()}:
+        return
+    raise GraderError("results folder %s was last judged with the lab in %s, whose points differ from %s's: omit "
+                      "--lab, pass --lab %s, or re-judge the folder with this lab first (report --rejudge --lab ...)"
+                      % (results_dir, memo["path"], lab.path, lab_argument(lab.name, memo["path"])))
+
+
+def choose_lab(requested, journal, results, results_dir, rejudge=False):
+    """The Lab to report or re-judge a folder with: the recorded one (the folder a re-judge last used, see
+    remember_lab). ``--lab`` may name it (or its folder), never another lab: that would silently re-grade a cohort
+    against questions it never answered."""
     from .labspec import load_lab
 
     recorded = folder_lab(journal, results, results_dir)
@@ -87,7 +171,7 @@ def choose_lab(requested, journal, results, results_dir):
     if requested is None:
         if not recorded:
             return load_lab(DEFAULT_LAB, variant=variant)
-        where = recorded_lab_dir(journal, results, recorded)
+        where = folder_lab_dir(journal, results, results_dir, recorded)
         try:
             lab = load_lab(str(where), variant=variant) if where else load_lab(recorded, variant=variant)
             if lab.name == recorded:
@@ -99,16 +183,20 @@ def choose_lab(requested, journal, results, results_dir):
             raise GraderError("results folder %s was graded with lab '%s', which this grader cannot find: pass "
                               "--lab PATH to that lab's folder" % (results_dir, recorded))
     lab = load_lab(requested, variant=variant)
-    check_same_lab(lab, recorded, results_dir, may_omit=True)
+    check_same_lab(lab, recorded, results_dir, may_omit=True,
+                   where=folder_lab_dir(journal, results, results_dir, recorded) if recorded else None)
+    check_same_points(lab, results_dir, rejudge)
     return lab
 
 
-def check_same_lab(lab, recorded, results_dir, may_omit=False):
-    """One line, before anything is graded or written, when `lab` is not the folder's recorded lab."""
+def check_same_lab(lab, recorded, results_dir, may_omit=False, where=None):
+    """One line, before anything is graded or written, when `lab` is not the folder's recorded lab.  It suggests
+    what works: the lab's name when the grader knows it by that name, else the folder it was graded from."""
     if recorded and lab.name != recorded:
         raise GraderError("results folder %s was graded with lab '%s', not '%s': %spass --lab %s "
                           "(or use another --results folder)"
-                          % (results_dir, recorded, lab.name, "omit --lab or " if may_omit else "", recorded))
+                          % (results_dir, recorded, lab.name, "omit --lab or " if may_omit else "",
+                             lab_argument(recorded, where)))
 
 
 def _verdicts(result):
@@ -169,10 +257,61 @@ def render_changes(rows, dry_run=False):
     return "\n".join(lines) + "\n"
 
 
-def rejudge_all(lab, journal, results, dry_run=False, out=None):
-    """Judge each graded student again from their evidence by `lab`; record (unless dry_run) only the students
-    whose verdicts changed, each new row keeping the verdict it replaced. Returns the cohort's results."""
+def _rejudge_one(lab, journal, old, doc, question=None):
+    """`old` judged again by `lab`: each exercise from the evidence it was judged on (a `--question` re-run mixes
+    two runs, grader/questions.py), its late penalty and the folder's overrides applied again; with ``question``
+    only that exercise is judged, the others kept as they were."""
     from . import grading
+    from .late import reapply
+    from .overrides import undo
+    from .questions import evidence_of, keep_other_questions
+
+    try:
+        new = grading.rejudge(lab, doc)
+    except HostError as exc:
+        return grading.not_gradable(old.student, "re-judged: %s" % exc, old.host)
+    new.max_score = lab.max_score
+    new.evidence = old.evidence
+    new.lab = lab.name
+    new.mode = old.mode
+    if new.status == "graded":
+        elsewhere = {e.id: evidence_of(old, e.id) for e in old.exercises if evidence_of(old, e.id) != old.evidence}
+        kept = []
+        for name in sorted(set(elsewhere.values())):
+            other = journal.evidence(old, name)
+            try:
+                judged = grading.rejudge(lab, other) if other else None
+            except HostError:
+                judged = None
+            for ex_id in [i for i, n in elsewhere.items() if n == name]:
+                if judged is None or judged.status != "graded":
+                    kept.append(ex_id)
+                    continue
+                fresh = next((e for e in judged.exercises if e.id == ex_id), None)
+                new.exercises = [fresh if e.id == ex_id and fresh else e for e in new.exercises]
+        new.question_evidence = dict(old.question_evidence) if isinstance(old.question_evidence, dict) else {}
+        new.score = sum(e.score for e in new.exercises)
+        reapply(new, old)
+        if kept:                        # an evidence file is gone: those verdicts stay as recorded
+            was = {e.id: e for e in undo(_copy(old)).exercises}
+            new.exercises = [was.get(e.id, e) if e.id in kept else e for e in new.exercises]
+            new.score = sum(e.score for e in new.exercises)
+    if question and old.status == "graded" and new.status == "graded":
+        new = keep_other_questions(undo(_copy(old)), new, question, same_evidence=True)
+        new.lab, new.max_score = lab.name, lab.max_score
+    return journal.adjust(new)
+
+
+def _copy(result):
+    import copy
+
+    return copy.deepcopy(result)
+
+
+def rejudge_all(lab, journal, results, dry_run=False, out=None, question=None):
+    """Judge each graded student again from their evidence by `lab` (``question``: only that exercise); record
+    (unless dry_run) only the students whose verdicts changed, each new row keeping the verdict it replaced.
+    Returns the cohort's results."""
 
     out = out or sys.stdout
     cohort, rows, changed, judged, missing, other = [], [], 0, 0, 0, 0
@@ -193,14 +332,8 @@ def rejudge_all(lab, journal, results, dry_run=False, out=None):
         for part in since:
             key = part + "_sha256"
             since[part] += bool(then.get(key)) and then.get(key) != now[key]
-        try:
-            new = grading.rejudge(lab, doc)
-        except HostError as exc:
-            new = grading.not_gradable(old.student, "re-judged: %s" % exc, old.host)
-        new.max_score = lab.max_score
-        new.evidence = old.evidence
-        new.lab = lab.name
-        if new.status != old.status or _verdicts(new) != _verdicts(old):
+        new = _rejudge_one(lab, journal, old, doc, question)
+        if new.status != old.status or _verdicts(new) != _verdicts(old) or new.score != old.score:
             changed += 1
             rows.extend(changes_between(old, new))
             new.rejudged = {"at": time.time(), "previous": _previous(old)}

@@ -60,17 +60,19 @@ def write_atomic(path, text):
         raise
 
 
-def write_all(results, lab, results_dir):
+def write_all(results, lab, results_dir, source_dir=None):
+    """Every report into `results_dir`; ``source_dir`` is the results folder they are made from (its lms.json and
+    evidence) when that is another (`report --out`, a report beside a running grade)."""
     from . import canvas, csv_report, html_report, junit, lms, moodle, table
 
     results_dir = Path(results_dir)
-    lms_data = lms.load(results_dir)
+    lms_data = lms.load(Path(source_dir or results_dir))
     write_atomic(results_dir / "gradebook.csv", csv_report.render(results, lab))
     write_atomic(results_dir / "canvas.csv", canvas.render(results, lab, lms_data))
     write_atomic(results_dir / "moodle.csv", moodle.render(results, lab, lms_data))
     write_atomic(results_dir / "junit.xml", junit.render(results, lab))
     write_atomic(results_dir / "summary.txt", table.render(results, lab))
-    write_student_pages(results, lab, results_dir)
+    write_student_pages(results, lab, results_dir, source_dir)
     write_atomic(results_dir / "index.html", html_report.render(results, lab))
 
 
@@ -88,13 +90,15 @@ def _evidence(results_dir, student_dir, result):
     return doc if isinstance(doc, dict) else None
 
 
-def write_student_pages(results, lab, results_dir):
-    """students/<id>/index.html for every student: the dashboard's link to what a verdict was decided on."""
+def write_student_pages(results, lab, results_dir, source_dir=None):
+    """students/<id>/index.html for every student: the dashboard's link to what a verdict was decided on (read
+    from ``source_dir``'s evidence when the pages are written elsewhere)."""
     from ..journal import slug
     from . import html_report
 
     for r in results:
         student_dir = Path(results_dir) / "students" / slug(r.student)
         private_dir(student_dir)
+        evidence_dir = Path(source_dir) / "students" / slug(r.student) if source_dir else student_dir
         write_atomic(student_dir / "index.html",
-                     html_report.render_student(r, lab, _evidence(results_dir, student_dir, r)))
+                     html_report.render_student(r, lab, _evidence(results_dir, evidence_dir, r)))

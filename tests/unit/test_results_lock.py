@@ -29,10 +29,15 @@ def test_a_second_grader_on_the_folder_exits_2_naming_the_holder(tmp_path):
     (tmp_path / "journal.jsonl").write_text("")
     holder = _holder(tmp_path)
     try:
-        out, err = _report(tmp_path).communicate(timeout=60)
+        out, err = _report(tmp_path, "--rejudge").communicate(timeout=60)     # a re-judge writes the journal
         lines = err.strip().splitlines()
         assert len(lines) == 1 and "in use by another grader (pid %d on " % holder.pid in lines[0], err
         assert "--wait" in lines[0] and "Traceback" not in err
+        # a plain report is read-only beside it: a snapshot's reports, written apart (issue 33 item 3)
+        side = _report(tmp_path, "--quiet")
+        out, err = side.communicate(timeout=60)
+        assert side.returncode == 0 and "in use by a running grade" in err, err
+        assert (tmp_path / "snapshot" / "summary.txt").is_file()
     finally:
         holder.kill()
         holder.wait()
