@@ -59,7 +59,30 @@ def _common(p):
     p.add_argument("--lms-assignment", default=None, metavar="NAME",
                    help="assignment column of canvas.csv and moodle.csv (default: 'bpfhol <lab>'; for Canvas, "
                    "'Name (12345)' updates the existing assignment 12345); remembered in <results>/lms.json")
+    _lms_options(p)
     _course_options(p)
+
+
+def _lms_options(p, report=False):
+    """canvas.csv and moodle.csv settings (docs/lms.md), remembered in <results>/lms.json for later reports."""
+    if report:
+        p.add_argument("--lms-assignment", default=None, metavar="NAME",
+                       help="assignment column of canvas.csv and moodle.csv; remembered in <results>/lms.json")
+    p.add_argument("--canvas-assignment", default=None, metavar="NAME",
+                   help="canvas.csv's assignment column, e.g. 'Kprobes lab (4242)' to update Canvas assignment 4242 "
+                   "(default: --lms-assignment); remembered")
+    p.add_argument("--moodle-assignment", default=None, metavar="NAME",
+                   help="moodle.csv's grade item column (default: --lms-assignment); remembered")
+    p.add_argument("--lms-points", default=None, metavar="N",
+                   help="the points the LMS assignment is worth: canvas.csv and moodle.csv scale each score to it "
+                   "(7/10 with --lms-points 20 is 14; default: the lab's points); remembered")
+    p.add_argument("--moodle-match", default=None, choices=("email", "username", "idnumber"),
+                   help="the user field moodle.csv identifies students by (Moodle's 'Map from'/'Map to'); only "
+                   "students who have it get a row (default: the field most graded students have); remembered")
+    if report:
+        p.add_argument("--lms-roster", default=None, metavar="ROSTER",
+                       help="a roster (any format, hosts not needed) whose rows give students' LMS identities: "
+                       "email, lms_id, sis_id, login, name (e.g. after `submissions`, which has no roster)")
 
 
 def _course_options(p):
@@ -156,6 +179,7 @@ def build_parser():
                    help="write the reports to DIR instead, from a snapshot of the journal, without taking the "
                    "results folder (read-only: works while a grade runs; the default when one does)")
     _course_options(r)
+    _lms_options(r, report=True)
 
     sub.add_parser("labs", help="list the labs the grader knows")
     return parser
@@ -208,20 +232,30 @@ def _finish(results, lab, results_dir, quiet=False, judged=None, source_dir=None
         sys.stdout.write(table.render(results, lab))
         sys.stdout.write("reports: %s/{summary.txt,gradebook.csv,canvas.csv,moodle.csv,junit.xml,index.html,"
                          "students/*/results.json}\n" % results_dir)
-        nameless = lms.unmatched(results, lms.load(source_dir or results_dir))
-        if nameless:
-            sys.stdout.write("note: %d of %d students have no email, lms_id, sis_id or login in the roster; "
-                             "Canvas and Moodle cannot match them (e.g. %s)\n"
-                             % (len(nameless), len(results), ", ".join(nameless[:3])))
+        for line in lms.left_out(results, lab, lms.load(source_dir or results_dir))[1]:
+            sys.stdout.write(line + "\n")        # who canvas.csv / moodle.csv leave out: lms-left-out.txt says why
     judged = results if judged is None else judged
     return EXIT_OK if all(r.status == "graded" for r in judged) else EXIT_NOT_GRADABLE
 
 
-def _remember_lms(results_dir, entries, assignment):
+def _remember_lms(results_dir, entries, args):
+    """The roster's LMS identities and the LMS options given, into <results>/lms.json (checked first)."""
     from .reports import lms
 
+    settings = {"canvas_assignment": getattr(args, "canvas_assignment", None),
+                "moodle_assignment": getattr(args, "moodle_assignment", None),
+                "points": getattr(args, "lms_points", None), "moodle_match": getattr(args, "moodle_match", None)}
+    if settings["points"] is not None and lms.points_problem(settings["points"]):
+        raise GraderError(lms.points_problem(settings["points"]))
+    if settings["points"] is not None:
+        settings["points"] = lms.number(float(settings["points"]))
+    for option, name, which in (("--canvas-assignment", settings["canvas_assignment"], "canvas"),
+                                ("--moodle-assignment", settings["moodle_assignment"], "moodle"),
+                                ("--lms-assignment", getattr(args, "lms_assignment", None), "canvas")):
+        if name is not None and lms.assignment_problem(name, which):
+            raise GraderError("%s: %s" % (option, lms.assignment_problem(name, which)))
     try:
-        lms.remember(results_dir, entries, assignment)
+        lms.remember(results_dir, entries, getattr(args, "lms_assignment", None), **settings)
     except OSError as exc:
         raise WriteError("cannot write %s/lms.json: %s" % (results_dir, exc.strerror))
 
@@ -257,7 +291,7 @@ def cmd_grade(args):
     results_dir = args.results or os.path.join("results", lab.name)
     journal = Journal(results_dir, wait=args.wait, show_output=args.show_output)
     _same_lab(lab, journal, results_dir)
-    _remember_lms(results_dir, cohort, args.lms_assignment)
+    _remember_lms(results_dir, cohort, args)
     _take_overrides(args, lab, journal, results_dir, [e.student for e in cohort])
     if args.pool:
         judged = _grade_on_pool(args, lab, entries, journal, results_dir, question)
@@ -426,7 +460,7 @@ def cmd_submissions(args):
     results_dir = args.results or os.path.join("results", lab.name)
     journal = Journal(results_dir, wait=args.wait, show_output=args.show_output)
     _same_lab(lab, journal, results_dir)
-    _remember_lms(results_dir, (), args.lms_assignment)
+    _remember_lms(results_dir, (), args)
     _take_overrides(args, lab, journal, results_dir, [s.student for s in subs])
     judged = grade_submissions(lab, subs, vms, journal, force=args.force, retries=args.retries,
                                options=_options(args, results_dir), question=question)
@@ -541,6 +575,7 @@ def cmd_report(args):
         if args.dry_run:
             return EXIT_OK
         _remember_lab(args.results, lab, "report --rejudge")
+    _report_lms_options(args, out_dir)
     if out_dir:
         from .reports import private_dir
 
@@ -554,6 +589,22 @@ def cmd_report(args):
                                                                                    out_dir), file=sys.stderr)
         return _finish(results, lab, out_dir, args.quiet, source_dir=args.results)
     return _finish(results, lab, args.results, args.quiet)
+
+
+def _report_lms_options(args, out_dir):
+    """report --canvas-assignment/--lms-points/--lms-roster/...: remembered in the results folder's lms.json."""
+    names = ("lms_assignment", "canvas_assignment", "moodle_assignment", "lms_points", "moodle_match", "lms_roster")
+    if not any(getattr(args, name, None) is not None for name in names):
+        return
+    if out_dir:
+        raise GraderError("the LMS options change %s/lms.json: rerun without --out once the grade has ended"
+                          % args.results)
+    entries = ()
+    if args.lms_roster:
+        from .roster import load_roster
+
+        entries = load_roster(args.lms_roster)
+    _remember_lms(args.results, entries, args)
 
 
 def cmd_labs(args):

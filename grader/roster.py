@@ -6,7 +6,11 @@ grader sees the hosts, ports, users and keys that `ansible` would use.  Only whe
 installed does a small built-in reader take over (host lines and their own variables; it says so on stderr).
 
 A row may carry the student's LMS identity (name, email, lms_id, sis_id, login, section; in an inventory the
-host variables bpfhol_name, bpfhol_email, ...), which the Canvas and Moodle exports use to match students.
+host variables bpfhol_name, bpfhol_email, ...), which the Canvas and Moodle exports use to match students.  A
+`Username` column is the Moodle username (login), never the SSH account (that is `user`).  A Canvas gradebook
+export used as the roster (header `Student,ID,...,Section`, with host columns added) keeps Canvas's columns: the
+name, the Canvas `ID` (lms_id), SIS User ID, SIS Login ID, Integration ID, Root Account, Section; its non-student
+rows ("Points Possible", "Muted"/"Manual Posting", the Test Student) are skipped (canvas_export_rows).
 
 A roster the grader cannot read at all is a GraderError (one line, exit 2), and so is one that names a lab VM
 twice (two rows, one host:port and one answers folder).  A bad ROW (missing host, duplicate id, missing key file)
@@ -55,8 +59,10 @@ IDENTITY_FIELDS = {
     "email": ("email", "mail", "email_address", "bpfhol_email"),
     "lms_id": ("lms_id", "canvas_id", "lms_user_id", "bpfhol_lms_id"),
     "sis_id": ("sis_id", "sis_user_id", "id_number", "idnumber", "bpfhol_sis_id"),
-    "login": ("login", "sis_login_id", "lms_login", "bpfhol_login"),
+    "login": ("login", "sis_login_id", "lms_login", "username", "bpfhol_login"),
     "section": ("section", "bpfhol_section"),
+    "integration_id": ("integration_id", "bpfhol_integration_id"),
+    "root_account": ("root_account", "bpfhol_root_account"),
 }
 ANSIBLE_TIMEOUT = 60
 # The inventory variables the grader reads (others, possibly vaulted, are left alone).
@@ -125,7 +131,7 @@ def id_problem(student):
 ROW_FIELDS = {
     "student": ("student", "id", "student_id", "bpfhol_student", "name"),
     "host": ("host", "hostname", "address", "ansible_host"),
-    "user": ("user", "username", "bpfhol_grader_user", "ansible_user", "ansible_ssh_user"),
+    "user": ("user", "bpfhol_grader_user", "ansible_user", "ansible_ssh_user"),   # `username` is the LMS login
     "key": ("key", "identity_file", "key_file", "bpfhol_grader_key", "ansible_ssh_private_key_file",
             "ansible_private_key_file"),
     "agent": ("agent", "bpfhol_agent"),
@@ -134,8 +140,10 @@ ROW_FIELDS = {
     "port": ("port", "ansible_port", "ansible_ssh_port"),
 }
 # Columns of Canvas and Moodle gradebook exports the grader does not read (a roster pasted from one keeps them).
-LMS_EXPORT_COLUMNS = {"first_name", "last_name", "integration_id", "root_account", "institution", "department",
-                      "current_score", "final_score", "unposted_current_score", "unposted_final_score"}
+LMS_EXPORT_COLUMNS = {"first_name", "last_name", "institution", "department", "last_access", "last_activity",
+                      "total_activity", "last_downloaded_from_this_course"}
+CANVAS_TOTALS = re.compile(r"^(unposted_)?(current|final|override)_(score|points|grade|status)")
+LMS_ITEM_COLUMN = re.compile(r"\(.*\)$")       # an LMS's own item column: "Quiz 1 (23)", "Assignment: Lab (Real)"
 KNOWN_FIELDS = {a for aliases in list(ROW_FIELDS.values()) + list(IDENTITY_FIELDS.values()) for a in aliases}
 
 
@@ -182,6 +190,8 @@ def _entry_from_mapping(row, n, base_dir):
     entry.student_user = get(*ROW_FIELDS["student_user"]) or "vagrant"
     entry.answers = get(*ROW_FIELDS["answers"])
     entry.identity = {name: get(*aliases)[:200] for name, aliases in IDENTITY_FIELDS.items() if get(*aliases)}
+    if "name" not in entry.identity and (get("first_name") or get("last_name")):    # a Moodle export's columns
+        entry.identity["name"] = ", ".join(n for n in (get("last_name"), get("first_name")) if n)[:200]
     port = get(*ROW_FIELDS["port"]) or "22"
     problems = [row["_problem"]] if row.get("_problem") else []
     entry.student, bad_id = id_problem(entry.student)
@@ -455,10 +465,13 @@ def load_roster(path, fmt=None, warn=None):
             raise GraderError("roster %s: the CSV needs a header row with student,host,port,user,key" % path)
         # "SIS User ID" and sis_user_id are the same column (headers pasted from an LMS export work)
         rows = [{re.sub(r"\s+", "_", (k or "").strip().lower()): v for k, v in r.items()} for r in reader]
+        if is_canvas_export(reader.fieldnames):
+            rows = canvas_export_rows(rows, path, warn)
         # An LMS export has columns of its own (Last Access, Total): those are left alone, but a header one typo
         # away from a field the grader reads (Studnet, Prot) stops the run.
         for header in sorted(headers):
-            problem = unknown_field(header, cutoff=0.7) if header and header not in LMS_EXPORT_COLUMNS else ""
+            lms_own = header in LMS_EXPORT_COLUMNS or CANVAS_TOTALS.match(header) or LMS_ITEM_COLUMN.search(header)
+            problem = unknown_field(header, cutoff=0.7) if header and not lms_own else ""
             if problem:
                 raise GraderError("roster %s: CSV column %s" % (path, problem))
     elif fmt == "ssh_config":
@@ -483,6 +496,51 @@ def load_roster(path, fmt=None, warn=None):
     else:
         raise GraderError("unknown roster format %r: use yaml, csv, ansible (ini) or ssh_config" % fmt)
     return _checked(_from_rows(rows, base), path)
+
+
+def is_canvas_export(fieldnames):
+    """Canvas's gradebook export header, as its importer recognises one: Student, ID first, a Section column."""
+    names = [(f or "").strip() for f in fieldnames or []]
+    return len(names) > 3 and names[:2] == ["Student", "ID"] and "Section" in names
+
+
+CANVAS_NOT_STUDENTS = re.compile(r"^\s*(Muted|Manual Posting.*)?\s*$", re.I)
+CANVAS_TEST_STUDENT = ("Student, Test", "Test Student")
+
+
+def canvas_export_rows(rows, path, warn):
+    """A Canvas gradebook export as roster rows: its Student column is the name, its ID the Canvas user ID
+    (lms_id), and the student id is a column the instructor added (student_id, bpfhol_student), else the SIS Login
+    ID, else the SIS User ID, else the Canvas ID.  Rows Canvas's own importer does not read as students are left
+    out: the "Points Possible" row, a row of "Muted"/"Manual Posting" marks or blanks, and Canvas's Test Student.
+    Before this, "Points Possible" was graded as a student and the ID column was dropped."""
+    kept, skipped = [], []
+    for row in rows:
+        name = (row.get("student") or "").strip()
+        cells = [v for k, v in row.items() if k is not None and isinstance(v, str)]
+        if "Points Possible" in name:
+            skipped.append("Points Possible")
+            continue
+        if all(CANVAS_NOT_STUDENTS.match(v) for v in cells):
+            skipped.append("Muted/Manual Posting")
+            continue
+        if name in CANVAS_TEST_STUDENT:
+            skipped.append(name)
+            continue
+        row = dict(row)
+        row.pop("student", None)
+        canvas_id = (row.pop("id", None) or "").strip()
+        row["name"] = row.get("name") or name
+        row["lms_id"] = row.get("lms_id") or canvas_id
+        if not (row.get("student_id") or row.get("bpfhol_student")):
+            row["student_id"] = ((row.get("sis_login_id") or "").strip() or (row.get("sis_user_id") or "").strip()
+                                 or canvas_id)
+        kept.append(row)
+    if skipped:
+        warn("roster %s is a Canvas gradebook export: left out its non-student rows (%s); each student's id is "
+             "their SIS Login ID, else SIS User ID, else Canvas ID (or a student_id column)"
+             % (path, ", ".join(sorted(set(skipped)))))
+    return kept
 
 
 def _strict(rows, path):

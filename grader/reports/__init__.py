@@ -70,6 +70,7 @@ def write_all(results, lab, results_dir, source_dir=None):
     write_atomic(results_dir / "gradebook.csv", csv_report.render(results, lab))
     write_atomic(results_dir / "canvas.csv", canvas.render(results, lab, lms_data))
     write_atomic(results_dir / "moodle.csv", moodle.render(results, lab, lms_data))
+    write_atomic(results_dir / lms.LEFT_OUT_FILE, lms.left_out(results, lab, lms_data)[0])
     write_atomic(results_dir / "junit.xml", junit.render(results, lab))
     write_atomic(results_dir / "summary.txt", table.render(results, lab))
     write_student_pages(results, lab, results_dir, source_dir)

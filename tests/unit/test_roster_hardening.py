@@ -121,7 +121,9 @@ def test_an_lms_export_csv_keeps_its_own_columns_but_a_typo_stops(tmp_path):
                                      "\"Liddell, Alice\",77,2012,alice01,CS 326-01,2026-11-30,L,10.0.0.1\r\n"
                                      .encode("utf-8"))
     [e] = load_roster(tmp_path / "c.csv")
-    assert (e.student, e.host) == ("Liddell, Alice", "10.0.0.1")
+    # a Canvas export: the student id is the SIS Login ID, the Student column the name, ID Canvas's user ID
+    assert (e.student, e.host, e.identity["name"], e.identity["lms_id"]) == ("alice01", "10.0.0.1", "Liddell, Alice",
+                                                                             "77")
     assert e.identity["sis_id"] == "2012" and e.identity["login"] == "alice01" and e.identity["section"] == "CS 326-01"
     (tmp_path / "t.csv").write_text("student,hots,port\nalice,10.0.0.1,22\n")
     with pytest.raises(GraderError, match="CSV column unknown field 'hots' \\(did you mean 'host'"):
