@@ -74,7 +74,7 @@ def write_all(results, lab, results_dir, source_dir=None):
     write_atomic(results_dir / "junit.xml", junit.render(results, lab))
     write_atomic(results_dir / "summary.txt", table.render(results, lab))
     write_student_pages(results, lab, results_dir, source_dir)
-    write_atomic(results_dir / "index.html", html_report.render(results, lab))
+    write_atomic(results_dir / "index.html", html_report.render(results, lab, lms_data=lms_data))  # names, sections
 
 
 def _evidence(results_dir, student_dir, result):
