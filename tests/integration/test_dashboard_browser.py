@@ -338,5 +338,4 @@ def test_the_student_page_prints_outputs_as_bpftrace_does_without_python_reprs(d
     assert not PYTHON_REPR.search(text), PYTHON_REPR.search(text)
     assert re.search(r"verdict: (passed|[a-z ,']+) \((ok|[a-z_]+)\)", dom.text["ex-q3"])
     if os.environ.get("BPFHOL_SCREENSHOTS"):
-        browser("--window-size=1100,1300", "--screenshot=%s" % (DOCS / "dashboard-student.png"),
-                url=page.as_uri() + "#ex-q3")
+        browser("--window-size=1100,2000", "--screenshot=%s" % (DOCS / "dashboard-student.png"), url=page.as_uri())
