@@ -184,36 +184,57 @@ def _lumps(rows, slow, fast):
     return None
 
 
+# A line's numbers are read in billionths of its own unit: a decimal has at most 9 digits after its point
+# (DURATION_RE), so every reading is an exact integer and comparing it with a call costs an integer compare, not
+# Fraction arithmetic (a 121-decimal guess line over 1000 simulated runs: ~36 s with Fractions).
+LINE_SCALE = 10 ** 9
+
+
 @functools.lru_cache(maxsize=4096)
 def _readings(line):
-    """Both readings of a line (its integers; its integers and decimals), computed once per distinct line: a
-    script printing the same line on every call costs one reading, not one per call."""
-    return ((("int", tuple((v, 1) for v in _ints(line))), ("decimal", tuple(_durations(line)))))
+    """Both readings of a line as histogram rows in billionths of its unit (its integers; its integers and
+    decimals), computed once per distinct line: a script printing the same line on every call costs one reading,
+    not one per call.  A number reads as [value - resolution, value + resolution) (see _line_columns)."""
+    ints = tuple((v * LINE_SCALE - LINE_SCALE, v * LINE_SCALE + LINE_SCALE, 1) for v in _ints(line))
+    decimals = tuple((value - step, value + step, 1) for value, step in _durations(line))
+    return (("int", ints), ("decimal", decimals))
 
 
 def _durations(line):
-    """(value, resolution) per number of a line, in the line's own unit: an integer reads to within 1, a
-    decimal to within one unit of its last digit ("39.417" to within 0.001)."""
+    """(value, resolution) per number of a line, in billionths of the line's own unit: an integer reads to within
+    1, a decimal to within one unit of its last digit ("39.417" to within 0.001)."""
     out = []
     for sign, whole, frac in DURATION_RE.findall(line):
-        value, step = (Fraction(int(whole + frac), 10 ** len(frac)), Fraction(1, 10 ** len(frac))) if frac \
-            else (int(whole), 1)
+        step = 10 ** (9 - len(frac))
+        value = int(whole + frac) * step
         out.append((-value if sign else value, step))
     return out
 
 
 def _line_columns(lines, n):
     """The columns of the lines (same count of numbers, same position) with one value per call: each as the
-    rows of a histogram in the lines' unit, one call per row, [value - resolution, value + resolution) wide
-    (a script that divides each timestamp before subtracting them reads one step more than the call took).
-    Both readings of a line: its integers alone (as the other checks read it) and its decimals too."""
-    columns = defaultdict(list)
+    rows of a histogram in billionths of the lines' unit, one call per row, [value - resolution, value +
+    resolution) wide (a script that divides each timestamp before subtracting them reads one step more than the
+    call took).  Both readings of a line: its integers alone (as the other checks read it) and its decimals too.
+    The lines with the same reading and count of numbers are transposed at once; a group of other than n lines
+    holds no column of n values.  Identical columns are kept once, first seen first."""
+    groups = {}
     for line in lines:
-        for reading, numbers in _readings(line):
-            for pos, (value, step) in enumerate(numbers):
-                columns[(reading, len(numbers), pos)].append((value - step, value + step, 1))
-    unique = dict.fromkeys(tuple(rows) for rows in columns.values() if len(rows) == n)   # first seen, first
+        for reading, rows in _readings(line):
+            if rows:
+                groups.setdefault((reading, len(rows)), []).append(rows)
+    unique = {}
+    for per_line in groups.values():
+        if len(per_line) == n:
+            unique.update(dict.fromkeys(zip(*per_line)))
     return [list(rows) for rows in unique]
+
+
+def _calls_in(calls, factor, scale):
+    """The calls (least, most) ns as a bucket of unit ``factor`` ns read in 1/``scale`` steps sees them: a bucket
+    [lo, end) holds a call when lo <= most * scale / factor and end > least * scale / factor, which for integer
+    lo and end is the same as comparing with the floors of those (so the floors are exact, not rounded)."""
+    return [(a * scale // factor, b * scale // factor) for a, b in calls]
 
 
 @check("latency_hist")
@@ -231,31 +252,31 @@ def latency_hist(output, truth, params):
     groups = defaultdict(list)          # a map keyed (@h[comm]) is summed over its keys
     for label, rows in output.hist_buckets().items():
         groups[label.split("[", 1)[0]].extend(rows)
-    # (kind, what, rows): a histogram's rows are [lo, hi] buckets read as [lo - 1, hi + 1) of its unit (a script
-    # that divides each timestamp before subtracting them reads one unit more than the call took)
-    candidates = [("hist", "histogram %s" % name, [(lo - 1, hi + 1, c) for lo, hi, c in rows])
+    # (kind, what, rows, scale): a histogram's rows are [lo, hi] buckets read as [lo - 1, hi + 1) of its unit (a
+    # script that divides each timestamp before subtracting them reads one unit more than the call took); scale:
+    # the rows' steps per unit (a histogram's are whole units, a line's billionths: LINE_SCALE)
+    candidates = [("hist", "histogram %s" % name, [(lo - 1, hi + 1, c) for lo, hi, c in rows], 1)
                   for name, rows in groups.items() if rows]
-    candidates += [("lines", "a line per call", rows) for rows in _line_columns(output.lines, n)]
-    has_numbered_lines = any(_durations(line) for line in output.lines)
+    candidates += [("lines", "a line per call", rows, LINE_SCALE) for rows in _line_columns(output.lines, n)]
+    has_numbered_lines = any(_readings(line)[1][1] for line in output.lines)
     if not candidates and not has_numbered_lines:
         return Verdict(False, "no_hist", "no histogram in your output, nor one duration per line")
     right_total, coarse = set(), {}
-    # The calls in each unit, once (not every candidate's rows in ns): a bucket [lo, end) of unit u holds a call
-    # (least, most) ns when lo <= most / u and end > least / u.
-    in_unit = {unit: [[(Fraction(a, factor), Fraction(b, factor)) for a, b in group]
-                      for group in (calls, slow, clearly_fast)] for unit, factor in UNITS.items()}
-    for kind, what, rows in candidates:
+    # The calls in each unit and scale, once (not every candidate's rows in ns): see _calls_in.
+    in_unit = {(scale, unit): [_calls_in(group, factor, scale) for group in (calls, slow, clearly_fast)]
+               for scale in (1, LINE_SCALE) for unit, factor in UNITS.items()}
+    for kind, what, rows, scale in candidates:
         if sum(c for _, _, c in rows) != n:
             continue
         right_total.add(kind)
         prepared = Sorted.of(rows)
         rows = prepared[0]
         for unit, factor in UNITS.items():
-            calls_u, slow_u, fast_u = in_unit[unit]
+            calls_u, slow_u, fast_u = in_unit[(scale, unit)]
             if not _fits(prepared, calls_u):
                 continue
             both = _lumps(rows, slow_u, fast_u)
-            both = both and (both[0] * factor, both[1] * factor)       # in ns, as _amount reads it
+            both = both and (Fraction(both[0] * factor, scale), Fraction(both[1] * factor, scale))  # in ns
             if both is None:
                 return Verdict(True, "ok", "%s (in %s) holds the run's %d calls where they were measured, the "
                                "slow ones apart" % (what, unit, n))
