@@ -6,7 +6,16 @@ known_hosts), ROOT/submission/ the student's files, ROOT/results/results.json th
 A submission the grader could not run anywhere (no VM answered, keys refused, agent broken) is an autograder
 error: a message on stdout for the staff, no results.json, exit 2; Gradescope then shows "autograder failed"
 and the staff can rerun it once the pool is back.  Never a zero for the student.
+
+Evidence: with ``evidence_dir`` in config.yml (make-bundle --evidence-dir DIR) or $BPFHOL_EVIDENCE_DIR, every run
+records into that folder as `bpfhol-grade grade` records into a results folder (journal.jsonl, each student's
+evidence: scripts, raw output, the workload's truth), one student per Gradescope submitter, a resubmission
+replacing their earlier verdict; `bpfhol-grade report --results DIR --rejudge` re-judges them later.  It must be
+a folder that outlives the run (Gradescope's container does not: a mounted share); without it the evidence is
+deleted with the run's temporary folder, as before.  Runs sharing the folder queue for it (its lock).
 """
+
+import os
 
 import json
 import random
@@ -38,6 +47,22 @@ def collect(submission, lab, staging):
             shutil.copyfile(path, folder / path.name)
             found.append(path.name)
     return found
+
+
+def submitter(root):
+    """Who submitted, from Gradescope's submission_metadata.json: the first user's email, else their sid, else the
+    submission id; "submission" when the file is missing (a local test run)."""
+    try:
+        meta = json.loads((Path(root) / "submission_metadata.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "submission"
+    users = meta.get("users") if isinstance(meta, dict) else None
+    first = users[0] if isinstance(users, list) and users and isinstance(users[0], dict) else {}
+    for key in ("email", "sid"):
+        if isinstance(first.get(key), str) and first[key].strip():
+            return first[key].strip()[:200]
+    return "submission-%s" % str(meta.get("id", "")).strip()[:40] if isinstance(meta, dict) and meta.get("id") \
+        else "submission"
 
 
 def main(root):
@@ -73,7 +98,18 @@ def main(root):
         options = {"known_hosts": str(known_hosts), "connect_timeout": int(config.get("connect_timeout", 10)),
                    "quiet": True}
         subs = load_submissions(staging / "subs", lab)
-        [result] = grade_submissions(lab, subs, vms, Journal(staging / "results"), retries=1, options=options)
+        kept = os.environ.get("BPFHOL_EVIDENCE_DIR") or config.get("evidence_dir")
+        if kept:
+            from grader.rejudge import remember_lab
+
+            subs[0].student = submitter(root)
+            journal = Journal(str(kept), wait=True)
+            [result] = grade_submissions(lab, subs, vms, journal, force=True, retries=1, options=options)
+            remember_lab(str(kept), lab, "gradescope")
+            print("bpfhol: evidence kept in %s (journal.jsonl, students/); re-judge with `bpfhol-grade report "
+                  "--results %s --rejudge`" % (kept, kept))
+        else:
+            [result] = grade_submissions(lab, subs, vms, Journal(staging / "results"), retries=1, options=options)
     except GraderError as exc:
         return fail(str(exc))
     finally:

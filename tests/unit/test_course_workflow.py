@@ -241,3 +241,42 @@ def test_late_penalty_per_started_day_and_it_survives_a_rejudge():
     assert rejudged.score == 5.4 and rejudged.submitted["penalty"]["points"] == {"q2": 0.6, "q3": 4.0}
     fresh = _grade(lab, "bob")
     assert penalize(fresh, {"q1": deadline + 1}, deadline, "2%/hour") == {"q1": 0.06}
+
+
+class _Replaying(ReplayBackend):
+    """The grade_roster stand-in for a student's VM (connect/close as an SSH backend has)."""
+
+    def connect(self):
+        if self.outputs is None:
+            raise grading.HostError("host unreachable", kind="auth")
+
+    def close(self):
+        pass
+
+
+def test_grade_force_question_reruns_one_question_and_keeps_a_grade_a_dead_host_cannot_replace(tmp_path, monkeypatch):
+    from grader import cohort
+    from grader.roster import Entry
+
+    lab = load_lab(str(TRACEPOINTS))
+    results = _folder(tmp_path, lab, students=("ann", "ben"))
+    before = _last(results)
+    outputs = {"ann": WRONG, "ben": None}
+
+    def backend_for(entry, options):
+        return _Replaying(outputs[entry.student], source="tracepoint:x {}")
+
+    monkeypatch.setattr(cohort, "backend_for", backend_for)
+    entries = [Entry(student=s, host="h") for s in ("ann", "ben")]
+    journal = Journal(results)
+    try:
+        cohort.grade_roster(lab, entries, journal, force=True, retries=0, question="q3", options={"quiet": True})
+    finally:
+        journal.release()
+    after = _last(results)
+    ann = {e["id"]: e for e in after["ann"]["exercises"]}
+    assert ann["q1"]["passed"] and ann["q2"]["passed"] and not ann["q3"]["passed"] and after["ann"]["score"] == 6
+    assert after["ann"]["question_evidence"] == {"q1": before["ann"]["evidence"], "q2": before["ann"]["evidence"]}
+    assert after["ben"] == before["ben"]                       # not re-run: the graded result stands
+    same = _cli("report", "--results", results, "--rejudge", "--quiet")
+    assert same.returncode == 0 and "0 verdicts changed" in same.stderr, same.stderr
