@@ -385,13 +385,11 @@ def _deadline_marks(args, lab, entries):
     return adjust
 
 
-
-
 def _grade_on_pool(args, lab, entries, journal, results_dir, question=None):
     """grade --pool: collect each student's scripts from their VM (kept in <results>/collected/), then grade them
     on the instructor's VMs through the submissions path (grader/collect.py says what each step trusts)."""
     from . import grading
-    from .cohort import backend_for, finished, grade_submissions
+    from .cohort import backend_for, finished, grade_submissions, rerun_question
     from .collect import (collect_cohort, handed_in, load_extensions, mark_late, parse_time, student_deadline,
                           submission_of)
     from .roster import load_roster
@@ -431,6 +429,8 @@ def _grade_on_pool(args, lab, entries, journal, results_dir, question=None):
         result = grading.not_gradable(entry.student, manifest if manifest.startswith("no scripts found") else
                                       "could not collect the scripts: %s" % manifest, entry.host)
         result.max_score, result.mode = lab.max_score, "pool"
+        if question and rerun_question(journal, question, result, journal.load().get(entry.student)) is None:
+            continue                 # --question: a student who could not be collected keeps their grade
         journal.record(result, lab)
 
     def adjust(result):
