@@ -140,7 +140,8 @@ def build_parser():
     s.add_argument("--format", choices=ROSTER_FORMATS, help="VM roster format")
     _common(s)
 
-    pf = sub.add_parser("preflight", help="check lab hosts: arch, kernel, bpftrace, BTF, a real kprobe attach",
+    pf = sub.add_parser("preflight", help="check lab hosts: arch, kernel, bpftrace, BTF, a real probe attach "
+                        "(kprobe, or the --lab's own kind)",
                         description="Reports per host whether it can grade, apart from grades.")
     pf.add_argument("roster")
     pf.add_argument("--format", choices=ROSTER_FORMATS)
@@ -148,6 +149,9 @@ def build_parser():
     pf.add_argument("--known-hosts", default=None, help=KNOWN_HOSTS_HELP)
     pf.add_argument("--replace-host-keys", action="store_true")
     pf.add_argument("--connect-timeout", type=int, default=10)
+    pf.add_argument("--lab", default=None, help="prove the probe kind this lab needs (its lab.yaml host_probe: a "
+                    "uprobe for the uprobes lab, through a short job of its workload); default: a kprobe")
+    _course_seed(pf)
 
     sc = sub.add_parser("self-check", help="a student checks their own answers (visible checks only)",
                         description="On the lab VM: `bpfhol check kprobes` runs this with --local. From the host: "
@@ -476,7 +480,12 @@ def cmd_preflight(args):
     entries = load_roster(args.roster, args.format)
     opts = {"known_hosts": args.known_hosts or default_known_hosts(),
             "replace_host_keys": args.replace_host_keys, "connect_timeout": args.connect_timeout}
-    rows = preflight(entries, lambda e: backend_for(e, opts), args.parallel)
+    lab = None
+    if args.lab:
+        from .labspec import load_lab
+
+        lab = load_lab(args.lab, course_seed=args.course_seed)
+    rows = preflight(entries, lambda e: backend_for(e, opts), args.parallel, lab=lab)
     sys.stdout.write(render(rows))
     return EXIT_OK if all(r["ok"] for r in rows) else EXIT_BROKEN
 
