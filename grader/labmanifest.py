@@ -13,6 +13,7 @@ lab is installed by naming it in ``bpfhol_labs`` and nobody keeps a second list 
         description: takes orders, fetches quotes ...
     host_packages: []         # Debian packages beyond bpftrace and the C toolchain (a USDT lab: systemtap-sdt-dev)
     host_probe: uprobe        # kprobe, uprobe or tracepoint: what provisioning and `preflight --lab` prove
+    checks_module: checks.py  # (grading) its checks: roles/lab_text installs this file or package on the VM
 
 Without ``menu`` the menu runs ``workload.program`` with no arguments; without ``host_probe`` the lab needs kprobes
 (the first lab's kind).  Standard library and PyYAML only (the controller's Python has both).
@@ -30,6 +31,7 @@ LAB_NAME = re.compile(r"[a-z0-9_-]{1,40}")
 PROGRAM = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]{0,99}")        # a Debian package name
 MENU_ARG = re.compile(r"[A-Za-z0-9_.,:/=+-]{1,200}")       # one word of a systemd ExecStart= line, no quoting needed
+CHECKS_MODULE = re.compile(r"[a-z_][a-z0-9_]{0,39}(\.py)?")   # a file (checks.py) or package folder (checks/)
 
 
 class ManifestError(ValueError):
@@ -37,7 +39,8 @@ class ManifestError(ValueError):
 
 
 def manifest_of(spec, where="lab.yaml"):
-    """The manifest fields of a lab spec (a dict), checked: {title, menu, host_packages, host_probe}."""
+    """The manifest fields of a lab spec (a dict), checked: {title, menu, host_packages, host_probe,
+    checks_module} (checks_module: '' for none)."""
     if not isinstance(spec, dict):
         raise ManifestError("%s: must be a mapping of fields (name, workload, exercises, ...)" % where)
     program = str((spec.get("workload") or {}).get("program", "")) if isinstance(spec.get("workload"), dict) else ""
@@ -69,8 +72,11 @@ def manifest_of(spec, where="lab.yaml"):
     if probe not in PROBE_KINDS:
         raise ManifestError("%s: host_probe must be one of %s (the probe kind the lab's host must attach)"
                             % (where, ", ".join(PROBE_KINDS)))
+    checks = spec.get("checks_module") or ""
+    if checks and not (isinstance(checks, str) and CHECKS_MODULE.fullmatch(checks)):
+        raise ManifestError("%s: checks_module must be a file or folder name in the lab folder, like checks.py" % where)
     return {"title": str(spec.get("title") or spec.get("name") or ""), "menu": entries,
-            "host_packages": list(packages), "host_probe": probe}
+            "host_packages": list(packages), "host_probe": probe, "checks_module": checks}
 
 
 def read_manifest(lab_dir):

@@ -45,7 +45,7 @@ def test_a_lab_not_there_is_one_line_naming_the_labs_that_are(tmp_path):
 def test_defaults_a_lab_may_leave_out():
     manifest = manifest_of({"name": "x", "workload": {"program": "xme"}})
     assert manifest["menu"] == [{"program": "xme", "args": [], "description": ""}]
-    assert manifest["host_probe"] == "kprobe" and manifest["host_packages"] == []
+    assert manifest["host_probe"] == "kprobe" and manifest["host_packages"] == [] and manifest["checks_module"] == ""
 
 
 @pytest.mark.parametrize("fields,msg", [
@@ -56,6 +56,7 @@ def test_defaults_a_lab_may_leave_out():
     ({"menu": [{"program": "x me"}]}, r"menu\[0\] must be"),
     ({"menu": [{"program": "xme", "args": ["--a", "b c"]}]}, r"menu\[0\].args must list plain words"),
     ({"menu": [{"program": "xme"}, {"program": "xme"}]}, "names a program twice"),
+    ({"checks_module": "../other/checks.py"}, "checks_module must be a file or folder name"),
 ])
 def test_a_wrong_manifest_field_is_one_line(fields, msg):
     with pytest.raises(ManifestError, match=msg):
@@ -150,3 +151,19 @@ def test_preflight_for_a_uprobe_lab_judges_its_proof_job(attached, released, pro
     row = check_host(Entry(student="s", host="h", port=22), lambda e: default)
     assert not row["ok"] and row["probe"] == "kprobe" and not default.jobs
     assert any("kprobes do not attach" in p for p in row["problems"]), row["problems"]
+
+
+def test_the_menu_unit_runs_the_program_with_the_manifests_arguments():
+    """roles/workloads/templates/workload.service.j2 with a menu entry of lab.yaml (plain Jinja2: the template uses
+    no Ansible filter)."""
+    import jinja2
+
+    template = jinja2.Template((REPO / "roles/workloads/templates/workload.service.j2").read_text())
+    entry = manifest_of({"name": "x", "workload": {"program": "xme"},
+                         "menu": [{"program": "xme", "args": ["--interval-ms", "500", "--leak-every=3"]}]})["menu"][0]
+    unit = template.render(ansible_managed="managed", workloads_program="cfgpoller", workloads_lab="x",
+                           workloads_prefix="/opt/bpfhol", item=entry, workloads_nofile_limit=65536)
+    assert "\nExecStart=/opt/bpfhol/bin/cfgpoller --interval-ms 500 --leak-every=3\n" in unit, unit
+    bare = template.render(ansible_managed="managed", workloads_program="xme", workloads_lab="x",
+                           workloads_prefix="/opt/bpfhol", item=dict(entry, args=[]), workloads_nofile_limit=1)
+    assert "\nExecStart=/opt/bpfhol/bin/xme\n" in bare, bare
