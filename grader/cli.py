@@ -292,6 +292,12 @@ def cmd_grade(args):
         from .late import parse_penalty
 
         parse_penalty(args.late_penalty)
+    if args.deadline:                     # checked before the results folder is made
+        from .collect import load_extensions, parse_time
+
+        parse_time(args.deadline)
+        if args.extensions:
+            load_extensions(args.extensions)
     results_dir = args.results or os.path.join("results", lab.name)
     journal = Journal(results_dir, wait=args.wait, show_output=args.show_output)
     _same_lab(lab, journal, results_dir)

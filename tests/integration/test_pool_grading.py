@@ -124,7 +124,10 @@ def test_deadline_flags_or_refuses_late_scripts_and_a_collection_is_kept(tmp_pat
 
 
 @pytest.mark.parametrize("args, says", [
-    (["--deadline", "2026-12-14T23:59"], "--deadline goes with --pool"),
+    (["--recollect"], "--recollect goes with --pool"),      # --deadline works without --pool too (issue 33)
+    (["--deadline", "next friday"], "is not a time: write it as 2026-12-14T23:59"),
+    (["--deadline", "2026-12-14T23:59", "--late-penalty", "10%/week"], "write it as PERCENT%/day"),
+    (["--late-penalty", "10%/day"], "--late-penalty goes with --deadline"),
     (["--pool", "POOL", "--deadline", "next friday"], "is not a time: write it as 2026-12-14T23:59"),
     (["--pool", "POOL", "--extensions", "EXT"], "--extensions goes with --deadline"),
 ])
