@@ -511,9 +511,9 @@ CANVAS_TEST_STUDENT = ("Student, Test", "Test Student")
 def canvas_export_rows(rows, path, warn):
     """A Canvas gradebook export as roster rows: its Student column is the name, its ID the Canvas user ID
     (lms_id), and the student id is a column the instructor added (student_id, bpfhol_student), else the SIS Login
-    ID, else the SIS User ID, else the Canvas ID.  Rows Canvas's own importer does not read as students are left
-    out: the "Points Possible" row, a row of "Muted"/"Manual Posting" marks or blanks, and Canvas's Test Student.
-    Before this, "Points Possible" was graded as a student and the ID column was dropped."""
+    ID, else a Username column, else the SIS User ID, else the Canvas ID.  Rows Canvas's own importer does not read
+    as students are left out: the "Points Possible" row, a row of "Muted"/"Manual Posting" marks or blanks, and
+    Canvas's Test Student.  Before this, "Points Possible" was graded as a student and the ID column was dropped."""
     kept, skipped = [], []
     for row in rows:
         name = (row.get("student") or "").strip()
@@ -533,8 +533,8 @@ def canvas_export_rows(rows, path, warn):
         row["name"] = row.get("name") or name
         row["lms_id"] = row.get("lms_id") or canvas_id
         if not (row.get("student_id") or row.get("bpfhol_student")):
-            row["student_id"] = ((row.get("sis_login_id") or "").strip() or (row.get("sis_user_id") or "").strip()
-                                 or canvas_id)
+            row["student_id"] = next((v.strip() for v in (row.get("sis_login_id"), row.get("username"),
+                                                          row.get("sis_user_id"), canvas_id) if (v or "").strip()), "")
         kept.append(row)
     if skipped:
         warn("roster %s is a Canvas gradebook export: left out its non-student rows (%s); each student's id is "
