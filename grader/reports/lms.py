@@ -259,9 +259,3 @@ def left_out(results, lab, data):
     short += ["note: %s" % p for p in problems]
     return "\n".join(lines) + "\n", short
 
-
-def unmatched(results, data, fields=("email", "lms_id", "sis_id", "login")):
-    """Students with no identity an LMS can match them by."""
-    students = data.get("students", {})
-    return [r.student for r in results if not any(students.get(r.student, {}).get(f) for f in fields)]
-
