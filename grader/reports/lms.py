@@ -185,8 +185,8 @@ def canvas_rows(results, data):
             continue
         who = students.get(r.student, {})
         lms_id = who.get("lms_id", "").strip()
-        if lms_id and not lms_id.isdigit():
-            left.append((r.student, "Canvas ID %r is not a number (Canvas's user ID is digits; a SIS id goes in "
+        if lms_id and not (lms_id.isdigit() and int(lms_id) > 0):
+            left.append((r.student, "Canvas ID %r is not a Canvas user ID (a number above 0; a SIS id goes in "
                                     "sis_id or login); %s" % (lms_id[:40], fix("the Canvas ID"))))
         elif not any(who.get(field, "").strip() for field, _ in CANVAS_IDS):
             had = " (Canvas does not match by email)" if who.get("email") else ""
@@ -213,7 +213,9 @@ def moodle_rows(results, data):
         if r.status != "graded":
             continue
         who = students.get(r.student, {})
-        if not who.get(field, "").strip():
+        if who.get(field, "").strip() == "0":       # PHP's empty("0"): Moodle reads it as blank (the row above)
+            left.append((r.student, "%s 0 is blank to Moodle's importer; %s" % (column, fix("the real " + field))))
+        elif not who.get(field, "").strip():
             left.append((r.student, "no %s in the roster (moodle.csv matches by %s); %s, or choose another "
                                     "identifier with --moodle-match" % (column, column, fix(field))))
         elif _unsafe(who, [field]):

@@ -35,6 +35,7 @@ COHORT = {
     "ann2": ({"name": "Smith, Ann", "email": "ann2@example.edu", "sis_id": "A2"}, 2),
     "ivan": ({}, 5),
     "jo": ({"email": "jo@example.edu", "login": "-jo"}, 8),
+    "kim": ({"email": "kim@example.edu", "lms_id": "0", "sis_id": "0"}, 9),       # "0": blank to Moodle's PHP
 }
 CANVAS_CREDITED = {"alice", "bob", "hank", "ann1", "ann2"}
 MOODLE_BY_EMAIL = {s for s, (who, score) in COHORT.items() if who.get("email") and score is not None}
@@ -106,10 +107,10 @@ def test_every_canvas_row_is_credited_to_its_own_student(tmp_path):
     assert (13, "Kprobes lab") not in changes and (11, "Kprobes lab") not in changes
     assert {owner[uid] for uid, _ in changes} == CANVAS_CREDITED - {"alice"}
     left = (tmp_path / lms.LEFT_OUT_FILE).read_text()
-    assert "canvas.csv: 5 of 11 graded students" in left
+    assert "canvas.csv: 5 of 12 graded students" in left
     assert re.search(r"dave: no Canvas ID, SIS User ID or SIS Login ID in the roster \(Canvas does not match by "
                      r"email\); fix: put lms_id, sis_id or login in their roster row", left)
-    assert "erin: Canvas ID '9abc' is not a number" in left
+    assert "erin: Canvas ID '9abc' is not a Canvas user ID" in left and "kim: Canvas ID '0' is not" in left
     assert "frank: shares SIS Login ID shared01 with gina" in left and "gina: shares SIS Login ID shared01" in left
     assert "ivan: no Canvas ID" in left and "jo: identifier '-jo' starts like a spreadsheet formula" in left
     assert "not gradable, in neither file (their LMS grade is left as it is): carol" in left
@@ -134,7 +135,7 @@ def test_every_moodle_row_is_credited_to_its_own_student_with_its_whole_feedback
     assert "bpftrace could not attach your probes on this host:\nERROR: kprobe:do_nanosleep not found" in fb
     assert not any(line.startswith(("=", "+", "@")) for line in rows(text)[1][4].splitlines()[:1])
     left = (tmp_path / lms.LEFT_OUT_FILE).read_text()
-    assert "moodle.csv: 10 of 11 graded students (import it with Map from 'Email address', Map to 'Email address')" \
+    assert "moodle.csv: 11 of 12 graded students (import it with Map from 'Email address', Map to 'Email address')" \
         in left and "ivan: no Email address in the roster" in left
 
     # Another identifier: only the students who have it, never a blank one after a good row
@@ -147,6 +148,12 @@ def test_every_moodle_row_is_credited_to_its_own_student_with_its_whole_feedback
     assert not got.aborted and {owner[uid] for _, uid, _, _ in got.grades} == {"alice", "bob"}
     left = (tmp_path / lms.LEFT_OUT_FILE).read_text()
     assert "frank: shares Username shared01 with gina" in left and "dave: no Username in the roster" in left
+    lms.remember(tmp_path, moodle_match="idnumber")
+    write_all(results, lab, tmp_path)
+    text = (tmp_path / "moodle.csv").read_text()
+    got = moodle_import(text, users, "ID number", "useridnumber", "Kprobes lab")
+    assert not got.aborted and {owner[uid] for _, uid, _, _ in got.grades} == {"alice", "hank", "ann1", "ann2"}
+    assert "kim: ID number 0 is blank to Moodle's importer" in (tmp_path / lms.LEFT_OUT_FILE).read_text()
 
 
 def test_the_importer_models_show_the_misfiling_the_files_avoid():
