@@ -73,7 +73,8 @@ USED_VARS |= {alias for aliases in IDENTITY_FIELDS.values() for alias in aliases
 
 # bpfhol_* variables the lab VM's own roles use (an inventory shared with the provisioning playbook has them).
 # tests/unit/test_roster.py keeps this in step with roles/*/defaults/main.yml.
-INVENTORY_OTHER_VARS = {"bpfhol_apt_cache_valid_time", "bpfhol_course_seed", "bpfhol_grader_pubkeys", "bpfhol_labs", "bpfhol_menu_packages",
+INVENTORY_OTHER_VARS = {"bpfhol_apt_cache_valid_time", "bpfhol_course_seed", "bpfhol_grader_pubkeys", "bpfhol_labs",
+                        "bpfhol_labs_dir", "bpfhol_manifest_script", "bpfhol_menu_packages",
                         "bpfhol_menu_path", "bpfhol_prefix", "bpfhol_supported_architectures",
                         "bpfhol_supported_service_managers", "bpfhol_supported_versions"}
 
