@@ -181,7 +181,8 @@ def test_one_number_format_across_gradebook_canvas_and_moodle(tmp_path):
     lab, results = cohort(tmp_path)
     number = re.compile(r"^(0|[1-9]\d*)(\.\d?[1-9])?$")
     book = {r["student"]: r for r in csv.DictReader(io.StringIO((tmp_path / "gradebook.csv").read_text()))}
-    cells = [c for r in book.values() for k, c in r.items() if k in ("score", "max_score", "q1", "q2", "q3", "q4") and c]
+    numeric = ("score", "max_score", "q1", "q2", "q3", "q4")
+    cells = [c for r in book.values() for k, c in r.items() if k in numeric and c]
     assert cells and all(number.match(c) for c in cells), [c for c in cells if not number.match(c)]
     assert book["dave"]["score"] == "6.67" and book["dave"]["q3"] == "0.67" and book["alice"]["max_score"] == "13"
     for name, col in (("canvas.csv", -1), ("moodle.csv", 3)):
