@@ -6,9 +6,9 @@ One reader for every layer: the grader (grader/labspec.py, preflight) imports it
 Ansible controller (``python3 grader/labmanifest.py LABS_DIR LAB...`` prints the labs' manifests as JSON), so a
 lab is installed by naming it in ``bpfhol_labs`` and nobody keeps a second list of titles or workloads.
 
-    title: User-space dynamic probes (uprobes) with bpftrace
+    title: User-space probes with bpftrace
     menu:                     # what `bpfhol start <lab>` runs: binaries of workload/Makefile, bpfhol-<program>.service
-      - program: uprobeme
+      - program: shopd
         args: []              # the menu copy's arguments (it runs until stopped)
         description: takes orders, fetches quotes ...
     host_packages: []         # Debian packages beyond bpftrace and the C toolchain (a USDT lab: systemtap-sdt-dev)
@@ -49,7 +49,7 @@ def manifest_of(spec, where="lab.yaml"):
         menu = [{"program": program}] if PROGRAM.fullmatch(program) else []
     if not isinstance(menu, list):
         raise ManifestError("%s: menu must list the programs the menu runs, like [{program: %s}]"
-                            % (where, program or "kprobeme"))
+                            % (where, program or "<program>"))
     entries = []
     for i, item in enumerate(menu):
         if not isinstance(item, dict) or not set(item) <= {"program", "args", "description"} \
