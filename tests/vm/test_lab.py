@@ -1,11 +1,13 @@
-"""The kprobes lab inside a real, provisioned lab VM (marker `vm`).
+"""The labs inside a real, provisioned lab VM (marker `vm`): the kprobes lab, and both lab texts' facts.
 
-How the lab text's examples are found (the one rule, so nothing in the text goes untested):
-    every ```bpftrace block of labs/kprobes/README.md is ALSO a file labs/kprobes/examples/NN-name.bt,
-    byte for byte, whose first line is the comment `// NN-name.bt: ...`.  test_examples_match_text
-    (no VM needed) checks that both sets are the same; test_example_runs runs every example file as
-    the playbook installed it (/opt/bpfhol/labs/kprobes/examples/) with a trigger from EXAMPLE_TRIGGERS
-    and a bound.  `sudo bpftrace -l ...` lines of the text's ```sh blocks run too.
+How a lab text's examples are found (the one rule, so nothing in either text goes untested):
+    every ```bpftrace block of labs/<lab>/README.md (LABS: kprobes, uprobes) is ALSO a file
+    labs/<lab>/examples/NN-name.bt, byte for byte, whose first line is the comment `// NN-name.bt: ...`.
+    test_examples_match_text (no VM needed) checks that both sets are the same; test_example_runs runs
+    every example file as the playbook installed it (/opt/bpfhol/labs/<lab>/examples/) with a trigger from
+    EXAMPLES[lab] and a bound; an example marked `graded` runs as the grader would run it (its
+    `interval:s:N { exit(); }` line removed, ended by Ctrl-C).  `sudo bpftrace -l ...` lines of the
+    texts' ```sh blocks run too, and every message a text quotes is produced (QUOTED, below).
 
 bpftrace output always goes to a file on the guest and is read afterwards: streaming it over SSH would
 make sshd a traced reader.
@@ -33,8 +35,10 @@ import pytest
 from ansible_recap import changed_tasks
 
 REPO = Path(__file__).resolve().parents[2]
+LABS = ("kprobes", "uprobes")
 LAB = REPO / "labs" / "kprobes"
 GUEST_LAB = "/opt/bpfhol/labs/kprobes"
+UPROBEME = "/opt/bpfhol/bin/uprobeme"
 # VM tests may be the first to need the VM: their setup pays box build + vagrant up + provision.
 pytestmark = pytest.mark.timeout(4800)
 # s: launch to "attached" under TCG: 13-35 s, 256 s for the #include example on a loaded host; an emulated arm64
@@ -177,27 +181,28 @@ def errors_in(stderr):
 
 # ---- the lab text's examples ------------------------------------------------------------------------
 
-def text_blocks(lang):
-    text = (LAB / "README.md").read_text()
+def text_blocks(lang, lab="kprobes"):
+    text = (REPO / "labs" / lab / "README.md").read_text()
     return re.findall(r"```" + lang + r"\n(.*?)```", text, re.S)
 
 
-def example_files():
-    return sorted(p.name for p in (LAB / "examples").glob("*.bt"))
+def example_files(lab="kprobes"):
+    return sorted(p.name for p in (REPO / "labs" / lab / "examples").glob("*.bt"))
 
 
-def test_examples_match_text():
+@pytest.mark.parametrize("lab_name", LABS)
+def test_examples_match_text(lab_name):
     """Every bpftrace block of the text is an example file, byte for byte, and vice versa."""
-    blocks = text_blocks("bpftrace")
+    blocks = text_blocks("bpftrace", lab_name)
     assert blocks, "the lab text has no bpftrace example"
     named = {}
     for block in blocks:
         m = re.match(r"// (\d\d-[a-z0-9-]+\.bt): ", block)
         assert m, f"a bpftrace block does not start with '// NN-name.bt: ...':\n{block[:200]}"
         named[m.group(1)] = block
-    assert sorted(named) == example_files()
+    assert sorted(named) == example_files(lab_name)
     for name, block in named.items():
-        assert (LAB / "examples" / name).read_text() == block, f"{name} differs from the text"
+        assert (REPO / "labs" / lab_name / "examples" / name).read_text() == block, f"{name} differs from the text"
 
 
 def test_reference_solutions_follow_the_rules():
@@ -211,7 +216,7 @@ def test_reference_solutions_follow_the_rules():
 
 
 # trigger: shell run on the guest (as root) while the example is attached; expect: regexes on stdout
-EXAMPLE_TRIGGERS = {
+KPROBES_EXAMPLES = {
     "01-opens-per-process.bt": dict(
         trigger="ls /etc > /dev/null; sleep 0.5", stop="self",
         expect=[r"@opens\[ls\]: \d+"]),
@@ -249,9 +254,39 @@ EXAMPLE_TRIGGERS = {
                 r"update_index)\+\d+$", r"^\s+main\+\d+$"]),
 }
 
+# The uprobes examples end themselves after 10 s (run by hand); `graded`: each runs as the grader runs an answer,
+# its `interval:s:N { exit(); }` line removed and ended by Ctrl-C, against an uprobeme started once it attached.
+# uprobeme lingers after its loop, so it is alive when bpftrace prints (04's user frames get names).
+UPROBEME_RUN = (f"{UPROBEME} --count 30 --interval-ms 200 --slow-calls 3 --seed 4242 --linger-s 20"
+                " > /dev/null 2>&1 & sleep 9")
+UPROBES_EXAMPLES = {
+    "01-parse-args.bt": dict(
+        graded=True, trigger=UPROBEME_RUN,
+        expect=[r'^uprobeme pid \d+: parse_field\("\d+"\), the text at 0x[0-9a-f]+$']),
+    "02-parse-returns.bt": dict(
+        graded=True, trigger=UPROBEME_RUN,
+        expect=[r'^parse_field\("(\d+)"\) returned \1$'], reject=[r"^@text\[", r"^@inside\["]),
+    "03-job-latency.bt": dict(
+        graded=True, trigger=UPROBEME_RUN,
+        expect=[r"^@job_ns: ?$", r"^\[\d+[KM]?, \d+[KM]?\)\s+[1-9]\d* \|@* *\|$"], reject=[r"^@start\["]),
+    # section 6: the first frame is nanosleep under one of its names (LIBC_STACKS: which, where); uprobeme's own
+    # frames are named (fetch_quote, the immediate caller, can be missing at nanosleep's entry: main follows)
+    "04-nanosleep-callers.bt": dict(
+        graded=True, trigger=UPROBEME_RUN,
+        expect=[r"^\s+(__GI___nanosleep|__nanosleep|nanosleep)\+0$", r"^\s+main\+\d+$", r"^\]: [1-9]\d*$"]),
+}
+EXAMPLES = {"kprobes": KPROBES_EXAMPLES, "uprobes": UPROBES_EXAMPLES}
+EXIT_LINE = re.compile(r"(?m)^interval:s:\d+ \{ exit\(\); \}\n")
+LAB_EXAMPLES = [(lab_name, name) for lab_name in LABS for name in example_files(lab_name)]
 
-def test_every_example_has_a_trigger():
-    assert sorted(EXAMPLE_TRIGGERS) == example_files()
+
+@pytest.mark.parametrize("lab_name", LABS)
+def test_every_example_has_a_trigger(lab_name):
+    assert sorted(EXAMPLES[lab_name]) == example_files(lab_name)
+    for name, spec in EXAMPLES[lab_name].items():   # a graded run removes exactly one self-ending line
+        if spec.get("graded"):
+            source = (REPO / "labs" / lab_name / "examples" / name).read_text()
+            assert len(EXIT_LINE.findall(source)) == 1, name
 
 
 def btf_guard_from_text():
@@ -261,12 +296,18 @@ def btf_guard_from_text():
     return blocks[0]
 
 
-def example_forms(lab, name, kernel):
-    """How the text says to run an example here: as it is, except 08 (#include) on Debian 12 arm64, where
+def example_forms(lab, lab_name, name, kernel):
+    """How to run an example here.  A `graded` one as the grader runs an answer: its self-ending line removed
+    (a copy in /tmp).  Otherwise as the text says, except kprobes' 08 (#include) on Debian 12 arm64, where
     clang gives up in the headers before bpftrace falls back from BTF (the QUOTED entry checks that message)
     and the text offers two ways out; both run: the three-line guard first, and the #include lines deleted."""
-    script = f"{GUEST_LAB}/examples/{name}"
-    if not (name == "08-cgroup-attach.bt" and holds(("aarch64", "bpftrace 0.17"), kernel)):
+    script = f"/opt/bpfhol/labs/{lab_name}/examples/{name}"
+    if EXAMPLES[lab_name][name].get("graded"):
+        graded = f"/tmp/bpfhol-graded-{name}"
+        lab.run(f"sed -E '/^interval:s:[0-9]+ \\{{ exit\\(\\); \\}}$/d' {script} > {graded}"
+                f" && ! grep -n 'exit()' {graded}", sudo=True, timeout=60, check=True)
+        return [graded]
+    if not (lab_name == "kprobes" and name == "08-cgroup-attach.bt" and holds(("aarch64", "bpftrace 0.17"), kernel)):
         return [script]
     guarded, btf_only = "/tmp/bpfhol-08-guarded.bt", "/tmp/bpfhol-08-btf.bt"
     lab.run(f"{{ printf '%s' {shlex.quote(btf_guard_from_text())}; cat {script}; }} > {guarded}"
@@ -275,10 +316,10 @@ def example_forms(lab, name, kernel):
 
 
 @pytest.mark.vm
-@pytest.mark.parametrize("name", example_files())
-def test_example_runs(lab, kernel, name):
-    spec = EXAMPLE_TRIGGERS[name]
-    for script in example_forms(lab, name, kernel):
+@pytest.mark.parametrize("lab_name,name", LAB_EXAMPLES, ids=[f"{a}/{b}" for a, b in LAB_EXAMPLES])
+def test_example_runs(lab, kernel, lab_name, name):
+    spec = EXAMPLES[lab_name][name]
+    for script in example_forms(lab, lab_name, name, kernel):
         check_example(lab, kernel, name, spec, script)
 
 
@@ -311,25 +352,39 @@ def check_example(lab, kernel, name, spec, script):
 
 
 @pytest.mark.vm
-def test_listing_commands_of_the_text_run(lab):
-    cmds = [ln.split("#")[0].strip() for block in text_blocks("sh") for ln in block.splitlines()
+@pytest.mark.parametrize("lab_name", LABS)
+def test_listing_commands_of_the_text_run(lab, lab_name):
+    cmds = [ln.split("#")[0].strip() for block in text_blocks("sh", lab_name) for ln in block.splitlines()
             if ln.startswith("sudo bpftrace -l ")]
     assert cmds
     for cmd in cmds:
         r = lab.run(cmd + " > /tmp/bpfhol-list.out 2>&1; rc=$?; cat /tmp/bpfhol-list.out; exit $rc",
                     timeout=120)
         assert r.returncode == 0 and r.stdout.strip(), (cmd, r.stdout[-500:])
-    r = lab.run("sudo bpftrace -l 'kprobe:*openat*'", timeout=120)
-    assert "kprobe:do_sys_openat2" in r.stdout.split()
+    if lab_name == "kprobes":
+        r = lab.run("sudo bpftrace -l 'kprobe:*openat*'", timeout=120)
+        assert "kprobe:do_sys_openat2" in r.stdout.split()
+        return
+    # uprobes section 2: `bpftrace -l` lists the functions nm marks T and t alike (names with a dot, such as a
+    # compiler's `notify.part.0`, are not probe names), the program's own among them
+    r = lab.run(f"sudo bpftrace -l 'uprobe:{UPROBEME}:*'; echo ===; nm {UPROBEME} | grep -i ' t '", timeout=120)
+    listed, _, symbols = r.stdout.partition("===")
+    listed = {ln.rsplit(":", 1)[-1] for ln in listed.split()}
+    symbols = {ln.split()[2]: ln.split()[1] for ln in symbols.strip().splitlines()}
+    assert {"T", "t"} <= set(symbols.values()), symbols
+    assert {"process_order", "fetch_quote", "parse_field", "main"} <= listed, listed
+    assert {name for name in symbols if re.fullmatch(r"\w+", name)} <= listed, (sorted(symbols), sorted(listed))
 
 
 
 @pytest.mark.vm
-def test_readonly_commands_of_the_text_run(lab, kernel):
-    """The text's kallsyms/tracefs/uname lines run and print something (they are what students type)."""
-    cmds = [ln.split(" #")[0].strip() for block in text_blocks("sh") for ln in block.splitlines()
-            if ln.startswith(("sudo grep ", "sudo head ", "uname ", "sudo bpftrace --version", "sudo bpftrace --info"))]
-    assert len(cmds) >= 6, cmds
+@pytest.mark.parametrize("lab_name", LABS)
+def test_readonly_commands_of_the_text_run(lab, kernel, lab_name):
+    """The texts' kallsyms/tracefs/uname/nm/ls lines run and print something (they are what students type)."""
+    cmds = [ln.split(" #")[0].strip() for block in text_blocks("sh", lab_name) for ln in block.splitlines()
+            if ln.startswith(("sudo grep ", "sudo head ", "uname ", "sudo bpftrace --version", "sudo bpftrace --info",
+                              "nm ", "ls -l "))]
+    assert len(cmds) >= {"kprobes": 6, "uprobes": 2}[lab_name], cmds
     for cmd in cmds:
         r = lab.run(cmd, timeout=120)
         # `grep -c` that counts nothing prints 0 and exits 1: Debian's arm64 kernels (12, 13) have no .cold parts
@@ -339,18 +394,22 @@ def test_readonly_commands_of_the_text_run(lab, kernel):
         assert (r.returncode == 0 or counted_none) and r.stdout.strip(), (cmd, r.stdout[-500:], r.stderr[-500:])
 
 
-# ---- commands and messages that the text quotes ----------------------------------------------------
+# ---- commands and messages that the texts quote ---------------------------------------------------
 #
-# The rule (so that no quoted message can drift from what bpftrace and the kernel really print):
-#   - every `sudo bpftrace -e ...` line of a ```sh block is the `cmd` of a QUOTED entry (in_text);
+# The rule, for each lab text (QUOTED[lab]), so that no quoted message can drift from what bpftrace and the
+# kernel really print:
+#   - every `sudo bpftrace -e ...` / `-lv ...` line of a ```sh block is the `cmd` of an entry (in_text);
 #   - every ```text block (output the text shows) is the `shows` of an entry, byte for byte;
-#   - every `...` span of the prose that quotes a message (ERROR:, WARNING:, FATAL:, Lost, cannot attach)
-#     is in the `quotes` of an entry.
+#   - every `...` span of the prose (a span may wrap onto the next line) that quotes a message (QUOTED_MARKERS:
+#     ERROR:, WARNING:, Could not resolve, No probes to attach, Attaching, ...) is in the `quotes` of an entry,
+#     or in NOT_ON_A_TEST_VM with the reason no test VM can print it (a version none of them runs).
 # The VM test runs each entry whose `when` holds on this VM and finds, in the real output: each
 # non-blank line of `shows` (whitespace trimmed; a `stdin:L:C-C: ` or `[ dmesg time] ` prefix allowed;
-# `+123` stack offsets compared as `+N`), each quote (`...` matches anything, digits match any number),
-# every `expect` regex and no `reject` regex.  Entries for Debian 12 (linux 6.1, bpftrace 0.17) run with
-# BPFHOL_GUEST=debian12 (or a direct target that runs Debian 12).
+# `+123` stack offsets compared as `+N`), each quote (`...` matches anything, digits and a lone N match any
+# number), every `expect` regex and no `reject` regex; `rc` is the exit status, `fails` any non-zero one.
+# `setup`/`teardown` run before/after (e.g. start and stop the lab's workload).  An entry's `when` is where
+# the text says the fact holds; elsewhere it is skipped.  Entries for Debian 12 (linux 6.1, bpftrace 0.17)
+# run with BPFHOL_GUEST=debian12 (or a direct target that runs Debian 12), arm64 ones with BPFHOL_ARCH=arm64.
 
 ATTACH_FAIL_TYPO = """\
 stdin:1:1-21: WARNING: do_sys_opnat2 is not traceable (either non-existing, inlined, or marked as "notrace"); attaching to it will likely fail
@@ -380,11 +439,11 @@ sudo bpftrace -e 'kprobe:do_sys_openat2 /comm == "no-such-comm"/ { }' > /dev/nul
 for i in $(seq 240); do sudo grep -q do_sys_openat2 /sys/kernel/debug/kprobes/list && break; sleep 0.5; done
 sudo cat /sys/kernel/debug/kprobes/list; sudo kill -INT $bt; wait $bt"""
 
-QUOTED = [
-    # section 2, the close path
-    dict(cmd=CAT_CLOSES, when=("linux 6.12",),
+KPROBES_QUOTED = [
+    # section 2, the close path (and troubleshooting's `Attaching N probes...`)
+    dict(cmd=CAT_CLOSES, when=("linux 6.12",), quotes=["Attaching N probes..."],
          shows="Attaching 2 probes...\n\n\n@close_fd: 0\n@close_syscalls: 5\n"),
-    dict(cmd=CAT_CLOSES, in_text=False, when=("linux 6.1",),
+    dict(cmd=CAT_CLOSES, in_text=False, when=("linux 6.1",), quotes=["Attaching N probes..."],
          expect=[r"^@close_fd: ([1-9]\d*)\n@close_syscalls: \1$"]),
     dict(cmd=LIST_BOTH_CLOSE, in_text=False, when=("linux 6.1", "bpftrace 0.17"), rc=255,
          quotes=["ERROR: Code not generated for probe: kprobe:file_close_fd from: "
@@ -404,7 +463,7 @@ QUOTED = [
     # the user pointer shown on do_faccessat (access(2)), which kprobeme never calls: with its comm changed the
     # demo is no answer to q1
     dict(cmd="sudo bpftrace -e 'kprobe:do_faccessat /comm == \"test\"/ { printf(\"[%s]\\n\", str(arg1)); }'"
-             " -c '/usr/bin/test -r /etc/hostname'",
+             " -c '/usr/bin/test -r /etc/hostname'", quotes=["Attaching 1 probe..."],
          shows="Attaching 1 probe...\n[]\n[]\n", reject=[r"^\[.+\]$"]),
     dict(cmd="sudo bpftrace -e 'kprobe:do_faccessat /comm == \"test\"/ { printf(\"%s mode %d\\n\","
              " str(uptr(arg1)), arg2); }' -c '/usr/bin/test -r /etc/hostname'",
@@ -486,8 +545,8 @@ QUOTED = [
     # section 13: the #include example on Debian 12 for arm64 (bpftrace 0.17): clang fails in the headers
     dict(cmd=f"sudo bpftrace {GUEST_LAB}/examples/08-cgroup-attach.bt -c /usr/bin/true", in_text=False,
          when=("aarch64", "bpftrace 0.17"), rc=1,
-         quotes=["ERROR: Include headers with missing type definitions or install BTF information to your system."],
-         expect=[r"error: unknown type name '__aligned_u64'"]),
+         quotes=["ERROR: Include headers with missing type definitions or install BTF information to your system.",
+                 "error: unknown type name '__aligned_u64'"]),
     # section 12: arm64 has no open(2), so no sys_enter_open tracepoint
     dict(cmd="sudo bpftrace -e 'tracepoint:syscalls:sys_enter_open { }'", in_text=False, when=("aarch64",),
          quotes=["ERROR: tracepoint not found: syscalls:sys_enter_open"]),
@@ -495,7 +554,83 @@ QUOTED = [
     dict(cmd=KPROBES_LIST, in_text=False, when=("x86_64",),
          expect=[r"\sk\s+do_sys_openat2\+0x0\s+\[FTRACE\]"]),
 ]
-QUOTED_MARKERS = ("ERROR:", "WARNING:", "FATAL:", "Lost ", "cannot attach")
+
+UPROBE_TYPO = f"sudo bpftrace -e 'uprobe:{UPROBEME}:NAME {{ }}' -c /usr/bin/true"   # a function named NAME: none
+UPROBE_TYPO_IN_LIST = f"sudo bpftrace -e 'uprobe:{UPROBEME}:NAME, uprobe:{UPROBEME}:parse_field {{ }}' -c /usr/bin/true"
+# bpftrace cannot raise its locked-memory limit: a hard limit of 64 KiB and no CAP_SYS_RESOURCE (as in a container)
+MEMLOCK_LOW = ("sudo bash -c \"ulimit -l 64; exec setpriv --bounding-set -sys_resource"
+               f" bpftrace -e 'uprobe:{UPROBEME}:parse_field {{ }}' -c /usr/bin/true\"")
+RLIMIT_017 = ("ERROR: Unknown error -1: couldn't set RLIMIT_MEMLOCK for bpftrace. If your program is not loading,"
+              " you can try \"ulimit -l 8192\" to fix the problem")
+BASH_READLINE = "sudo bpftrace -e 'uprobe:bash:readline { }' -c /usr/bin/true"
+WORKLOAD_ON = dict(setup="bpfhol stop >/dev/null; bpfhol start uprobes", teardown="bpfhol stop")
+LIBC_STACKS = ("sudo bpftrace -e 'uprobe:libc:nanosleep /comm == \"uprobeme\"/ { @sleep[ustack(1)] = count(); }"
+               " uprobe:libc:strtol /comm == \"uprobeme\"/ { @strtol[ustack(1)] = count(); } interval:s:12 { exit(); }'")
+LIBC_ALL = "sudo bpftrace -e 'uprobe:libc:* { }' -c /usr/bin/true"
+
+UPROBES_QUOTED = [
+    # section 2, before you probe: -lv from uprobeme's DWARF
+    dict(cmd=f"sudo bpftrace -lv 'uprobe:{UPROBEME}:parse_field'", when=("bpftrace 0.17",), rc=0,
+         expect=[rf"^uprobe:{UPROBEME}:parse_field\n\s+const char\* text$"]),
+    # Debian 13's 0.23 has no DWARF support (its --info says so), though uprobeme has its debug information
+    dict(cmd=f"sudo bpftrace -lv 'uprobe:{UPROBEME}:parse_field'; sudo bpftrace --info 2>&1 | grep 'DWARF support';"
+             f" readelf -S {UPROBEME} | grep -o '[.]debug_info'", in_text=False, when=("bpftrace 0.23",),
+         quotes=['WARNING: No DWARF found for "/opt/bpfhol/bin/uprobeme", cannot show parameter info'],
+         expect=[rf"^uprobe:{UPROBEME}:parse_field$", r"DWARF support\): no$", r"^\.debug_info$"],
+         reject=[r"^\s+const char"]),
+    # the count per second, with uprobeme running (bpfhol start uprobes): it stops itself and counts the calls
+    dict(cmd=f"sudo bpftrace -e 'uprobe:{UPROBEME}:parse_field {{ @calls = count(); }} interval:s:1 {{ print(@calls);"
+             " clear(@calls); } interval:s:5 { exit(); }'", rc=0, expect=[r"^@calls: [1-9]\d*$"], **WORKLOAD_ON),
+    # the probe limit: a wildcard over libc matches thousands of functions and is refused (512 on 0.17, 1024 on 0.23)
+    dict(cmd="sudo bpftrace -l 'uprobe:libc:*' | wc -l", in_text=False, expect=[r"^\s*[1-9]\d{3,}$"]),
+    dict(cmd=LIBC_ALL, in_text=False, when=("bpftrace 0.17",), fails=True,
+         quotes=["ERROR: Can't attach to N probes because it exceeds the current limit of 512 probes."]),
+    # 0.23 on 6.12 attaches the wildcard as one multi-probe, and accepts it
+    dict(cmd=LIBC_ALL, in_text=False, when=("linux 6.12", "bpftrace 0.23"), rc=0, quotes=["Attaching 1 probe..."],
+         reject=[r"ERROR", r"exceeds"]),
+    # section 6: libc's names in user stacks (Debian 12: __GI___nanosleep and strtoll; Debian 13: nanosleep and
+    # strtol), and section 8: both versions print `Attaching N probes...` (the interval is one), none `Attached`
+    dict(cmd=LIBC_STACKS, in_text=False, when=("bpftrace 0.17",), rc=0, quotes=["Attaching N probes..."],
+         expect=[r"^Attaching 3 probes\.\.\.$", r"^\s+__GI___nanosleep\+0$", r"^\s+strtoll\+0$"],
+         reject=[r"^Attached"], **WORKLOAD_ON),
+    dict(cmd=LIBC_STACKS, in_text=False, when=("bpftrace 0.23",), rc=0, quotes=["Attaching N probes..."],
+         expect=[r"^Attaching 3 probes\.\.\.$", r"^\s+nanosleep\+0$", r"^\s+strtol\+0$"],
+         reject=[r"^Attached"], **WORKLOAD_ON),
+    # section 8: a bare program name is looked up in PATH by both; 0.17 warns when it finds it twice (/bin, /usr/bin)
+    dict(cmd=BASH_READLINE, in_text=False, when=("bpftrace 0.17",), rc=0,
+         quotes=["attaching to uprobe target file '/usr/bin/bash' but matched 2 binaries"],
+         expect=[r"^Attaching 1 probe\.\.\.$"]),
+    dict(cmd=BASH_READLINE, in_text=False, when=("bpftrace 0.23",), rc=0,
+         expect=[r"^Attaching 1 probe\.\.\.$"], reject=[r"ERROR"]),
+    # section 8 and troubleshooting: a misspelt function
+    dict(cmd=UPROBE_TYPO, in_text=False, when=("bpftrace 0.23",), fails=True,
+         quotes=["ERROR: Could not resolve symbol: /opt/bpfhol/bin/uprobeme:NAME, cannot attach probe.",
+                 "Could not resolve symbol"]),
+    dict(cmd=UPROBE_TYPO_IN_LIST, in_text=False, when=("bpftrace 0.23",), rc=0,
+         quotes=["... skipping probe."], expect=[r"^Attaching \d+ probes?\.\.\.$"], reject=[r"ERROR"]),
+    dict(cmd=UPROBE_TYPO, in_text=False, when=("bpftrace 0.17",), fails=True, quotes=["No probes to attach"]),
+    dict(cmd=UPROBE_TYPO_IN_LIST, in_text=False, when=("bpftrace 0.17",), rc=0,    # dropped silently: one of two
+         expect=[r"^Attaching 1 probe\.\.\.$"], reject=[r"NAME", r"WARNING", r"ERROR"]),
+    # troubleshooting: a wrong path
+    dict(cmd=f"sudo bpftrace -e 'uprobe:{UPROBEME[:-1]}:main {{ }}' -c /usr/bin/true", in_text=False, fails=True,
+         quotes=["uprobe target file ... does not exist"]),
+    # section 8: the locked-memory limit, harmless: the script still attaches
+    dict(cmd=MEMLOCK_LOW, in_text=False, when=("bpftrace 0.17",), rc=0, quotes=[RLIMIT_017],
+         expect=[r"^Attaching 1 probe\.\.\.$"]),
+    dict(cmd=MEMLOCK_LOW, in_text=False, when=("bpftrace 0.23",), rc=0,
+         expect=[r"^WARNING: " + re.escape(RLIMIT_017.partition("ERROR: ")[2]) + "$", r"^Attaching 1 probe\.\.\.$"]),
+]
+QUOTED = {"kprobes": KPROBES_QUOTED, "uprobes": UPROBES_QUOTED}
+# Quoted lines that no test VM can print, and why (the entries above check what the test VMs' versions print).
+NOT_ON_A_TEST_VM = {
+    "kprobes": {},
+    "uprobes": {"Attached N probes": "bpftrace 0.24 and later; the test VMs run 0.17 and 0.23 (LIBC_STACKS: "
+                                     "`Attaching N probes...`, no `Attached`)"},
+}
+QUOTED_MARKERS = ("ERROR:", "WARNING:", "FATAL:", "Lost ", "cannot attach", "error:", "Could not resolve",
+                  "No probes to attach", "skipping", "matched 2 binaries", "does not exist", "RLIMIT", "Attaching",
+                  "Attached")
+LAB_QUOTED = [(lab_name, e) for lab_name in LABS for e in QUOTED[lab_name]]
 
 
 def holds(when, kernel):
@@ -510,15 +645,18 @@ def holds(when, kernel):
     return True
 
 
-def prose_quotes():
-    """`...` spans outside code blocks that quote a message."""
-    prose = re.sub(r"```.*?```", "", (LAB / "README.md").read_text(), flags=re.S)
-    return [q for q in re.findall(r"`([^`\n]+)`", prose) if any(m in q for m in QUOTED_MARKERS)]
+def prose_quotes(lab_name):
+    """`...` spans outside code blocks that quote a message (a span may wrap onto the next line: its line
+    break and indent read as one space, as Markdown renders them)."""
+    prose = re.sub(r"```.*?```", "", (REPO / "labs" / lab_name / "README.md").read_text(), flags=re.S)
+    spans = [re.sub(r"\s*\n\s*", " ", q) for q in re.findall(r"`((?:[^`\n]|\n(?!\s*\n))+)`", prose)]
+    return [q for q in spans if any(m in q for m in QUOTED_MARKERS)]
 
 
 def quote_pattern(quote):
-    """A quote as a regex: `...` matches anything, a number matches any number."""
-    return re.sub(r"\d+", r"\\d+", re.escape(quote)).replace(r"\.\.\.", ".*")
+    """A quote as a regex: `...` matches anything, a number or a lone N matches any number."""
+    pattern = re.sub(r"\d+", r"\\d+", re.escape(quote))
+    return re.sub(r"\bN\b", r"\\d+", pattern).replace(r"\.\.\.", ".*")
 
 
 def part_lines(entry, line):
@@ -536,41 +674,56 @@ def shown_line_found(line, output_lines):
     return False
 
 
-def test_quoted_commands_and_messages_are_tested():
+@pytest.mark.parametrize("lab_name", LABS)
+def test_quoted_commands_and_messages_are_tested(lab_name):
     """The text's failure commands, shown outputs and quoted messages all have a QUOTED entry (no VM)."""
-    sh_lines = {ln.strip() for block in text_blocks("sh") for ln in block.splitlines()}
-    entry_cmds = {e["cmd"] for e in QUOTED if e.get("in_text", True)}
+    entries = QUOTED[lab_name]
+    sh_lines = {ln.strip() for block in text_blocks("sh", lab_name) for ln in block.splitlines()}
+    entry_cmds = {e["cmd"] for e in entries if e.get("in_text", True)}
     assert entry_cmds <= sh_lines, entry_cmds - sh_lines
-    runs = {ln for ln in sh_lines if ln.startswith(("sudo bpftrace -e ", "sudo dmesg"))}
+    runs = {ln for ln in sh_lines if ln.startswith(("sudo bpftrace -e ", "sudo bpftrace -lv ", "sudo dmesg"))}
     assert runs <= entry_cmds, runs - entry_cmds
-    shown = {e["shows"] for e in QUOTED if e.get("shows")} | {e["part_of"] for e in QUOTED if e.get("part_of")}
-    assert set(text_blocks("text")) == shown, (set(text_blocks("text")) ^ shown)
-    for block in {e["part_of"] for e in QUOTED if e.get("part_of")}:
-        parts = [e for e in QUOTED if e.get("part_of") == block]
+    shown = {e["shows"] for e in entries if e.get("shows")} | {e["part_of"] for e in entries if e.get("part_of")}
+    assert set(text_blocks("text", lab_name)) == shown, (set(text_blocks("text", lab_name)) ^ shown)
+    for block in {e["part_of"] for e in entries if e.get("part_of")}:
+        parts = [e for e in entries if e.get("part_of") == block]
         for line in block.splitlines():   # each line of a shared block is the output of one of its entries
             assert sum(bool(part_lines(e, line)) for e in parts) == 1, line
-    quotes = {q for e in QUOTED for q in e.get("quotes", [])}
-    assert set(prose_quotes()) == quotes, (set(prose_quotes()) ^ quotes)
-    for q in quotes:   # a quote must be matchable by its own pattern (digits -> any number)
-        assert re.fullmatch(quote_pattern(q), q.replace("...", "x")), q
+    quotes = {q for e in entries for q in e.get("quotes", [])}
+    assert not quotes & set(NOT_ON_A_TEST_VM[lab_name])
+    assert set(prose_quotes(lab_name)) == quotes | set(NOT_ON_A_TEST_VM[lab_name]), \
+        (set(prose_quotes(lab_name)) ^ (quotes | set(NOT_ON_A_TEST_VM[lab_name])))
+    for q in quotes:   # a quote must be matchable by its own pattern (digits, N -> any number)
+        assert re.fullmatch(quote_pattern(q), re.sub(r"\bN\b", "7", q.replace("...", "x"))), q
+    for e in entries:
+        assert not ({"rc", "fails"} <= set(e)), e["cmd"]
 
 
-def entry_id(e):
-    return (" & ".join(e.get("when", ())) or "all") + ": " + e["cmd"][:70]
+def entry_id(lab_name, e):
+    return f"{lab_name}/" + (" & ".join(e.get("when", ())) or "all") + ": " + e["cmd"][:70]
 
 
 @pytest.mark.vm
-@pytest.mark.parametrize("entry", QUOTED, ids=[entry_id(e) for e in QUOTED])
-def test_quoted_command_prints_what_the_text_shows(lab, kernel, entry):
+@pytest.mark.parametrize("lab_name,entry", LAB_QUOTED, ids=[entry_id(a, e) for a, e in LAB_QUOTED])
+def test_quoted_command_prints_what_the_text_shows(lab, kernel, lab_name, entry):
     if not holds(entry.get("when", ()), kernel):
         pytest.skip(f"holds on {entry['when']}, this VM: {kernel}")
-    r = lab.run("( " + entry["cmd"] + " ) > /tmp/bpfhol-quoted.out 2>&1; rc=$?;"
-                " head -c 200000 /tmp/bpfhol-quoted.out; echo \"[rc=$rc]\"", timeout=600)
+    if entry.get("setup"):
+        setup = lab.run(entry["setup"], timeout=180)
+        assert setup.returncode == 0, setup.stdout + setup.stderr
+    try:
+        r = lab.run("( " + entry["cmd"] + " ) > /tmp/bpfhol-quoted.out 2>&1; rc=$?;"
+                    " head -c 200000 /tmp/bpfhol-quoted.out; echo \"[rc=$rc]\"", timeout=600)
+    finally:
+        if entry.get("teardown"):
+            lab.run(entry["teardown"], timeout=180)
     out, _, rc = r.stdout.rpartition("[rc=")
     rc = int(rc.strip().rstrip("]"))
     print(f"{kernel['release']} {kernel['bpftrace']} rc={rc}\n{out[-3000:]}")
     if "rc" in entry:
         assert rc == entry["rc"], out[-3000:]
+    if entry.get("fails"):
+        assert rc != 0, out[-3000:]
     lines = out.splitlines()
     shown = (entry.get("shows") or "").splitlines()
     shown += [ln for ln in (entry.get("part_of") or "").splitlines() if part_lines(entry, ln)]
