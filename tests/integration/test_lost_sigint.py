@@ -101,29 +101,39 @@ def loop017(tmp_path_factory):
     return {"timing": str(d / "loop017"), "lose_first": str(d / "loop017-lose-first")}
 
 
-def stop_once(binary, monkeypatch, grace):
+def stop_together(binary, monkeypatch, grace, n):
+    """``n`` stand-ins stopped by one stop_scripts call, as the agent stops a student's scripts (four in a lab):
+    each run is checked on its own, and a batch costs one stop's time, not n.  Each is started at a random
+    point of the others' 250 ms pass, and the SIGINT comes anywhere in theirs, so where each one's SIGINT
+    lands is drawn independently, as it was with one run at a time."""
     monkeypatch.setattr(agent, "BPFTRACE", binary)
-    run = agent.ScriptRun("q1", binary, "upload", 65536)
-    # ScriptRun.start runs BPFTRACE with "-f json PATH": the stand-in ignores its arguments
-    run.start()
-    while not run.attached:
-        assert run.running(), run.err.text()
-        agent.time.sleep(0.02)
-    run.note_attached()
-    agent.time.sleep(0.5 + random.random() * 0.25)     # anywhere in the stand-in's 250 ms pass
-    agent.stop_scripts([run], grace=grace, attach_bound=0)
-    return run.result()
+    runs = []
+    for i in range(n):
+        run = agent.ScriptRun("q%d" % (i + 1), binary, "upload", 65536)
+        # ScriptRun.start runs BPFTRACE with "-f json PATH": the stand-in ignores its arguments
+        run.start()
+        runs.append(run)
+        agent.time.sleep(random.random() * 0.25)
+    for run in runs:
+        while not run.attached:
+            assert run.running(), run.err.text()
+            agent.time.sleep(0.02)
+        run.note_attached()
+    agent.time.sleep(0.5 + random.random() * 0.25)     # anywhere in the stand-ins' 250 ms pass
+    agent.stop_scripts(runs, grace=grace, attach_bound=0)
+    return [run.result() for run in runs]
 
 
 def test_a_lost_ctrl_c_is_sent_again_and_the_maps_print(loop017, monkeypatch):
-    results = [stop_once(loop017["lose_first"], monkeypatch, grace=10) for _ in range(8)]
+    results = [r for _ in range(2) for r in stop_together(loop017["lose_first"], monkeypatch, grace=10, n=4)]
+    assert len(results) == 8
     summary = [(r["exit_code"], r["signals"]) for r in results]
     assert all(r["exit_code"] == 0 and "@opens" in r["stdout"] for r in results), summary
     assert all("SIGKILL" not in r["signals"] for r in results), summary
     # the stand-in lost the first SIGINT every time: every run shows it sent again
     assert all(r["signals"].count("SIGINT") > 1 for r in results), summary
     # and with 0.17's own timing (a SIGINT lost only outside epoll_wait) the same
-    results = [stop_once(loop017["timing"], monkeypatch, grace=10) for _ in range(4)]
+    results = stop_together(loop017["timing"], monkeypatch, grace=10, n=4)
     assert all(r["exit_code"] == 0 and "@opens" in r["stdout"] and "SIGKILL" not in r["signals"]
                for r in results), [(r["exit_code"], r["signals"]) for r in results]
 
@@ -131,11 +141,12 @@ def test_a_lost_ctrl_c_is_sent_again_and_the_maps_print(loop017, monkeypatch):
 def test_without_the_resend_the_stand_in_loses_ctrl_c(loop017, monkeypatch):
     """The stand-in really has 0.17's flaw (so the test above tests something)."""
     monkeypatch.setattr(agent, "RESEND_SIGINT_AFTER", 1e9)
-    results = [stop_once(loop017["lose_first"], monkeypatch, grace=3) for _ in range(2)]
+    results = stop_together(loop017["lose_first"], monkeypatch, grace=3, n=2)
     assert all(r["signals"].count("SIGINT") == 1 and "SIGKILL" in r["signals"] and "@opens" not in r["stdout"]
                for r in results), \
         [(r["exit_code"], r["signals"]) for r in results]
-    results = [stop_once(loop017["timing"], monkeypatch, grace=3) for _ in range(8)]
+    results = [r for _ in range(2) for r in stop_together(loop017["timing"], monkeypatch, grace=3, n=4)]
+    assert len(results) == 8
     assert any(r["signals"].count("SIGINT") == 1 and "SIGKILL" in r["signals"] and "@opens" not in r["stdout"]
                for r in results), \
         [(r["exit_code"], r["signals"]) for r in results]
@@ -174,12 +185,16 @@ def test_the_vm_tests_runner_presses_ctrl_c_again_the_same_way(loop017, tmp_path
     (fake / "bpftrace").write_text(f'#!/bin/sh\necho "Attaching 3 probes..."\nsleep 0.3\nexec {loop017["lose_first"]}\n')
     (fake / "bpftrace").chmod(0o755)
     env = dict(os.environ, PATH=f"{fake}:{os.environ['PATH']}")
+    script = test_lab.RUNNER.format(args="ignored", attach_ticks=600, grace=1, trigger="sleep 0.$RANDOM",
+                                    stop="signal")
     results = []
-    for _ in range(8):
-        script = test_lab.RUNNER.format(args="ignored", attach_ticks=600, grace=1, trigger="sleep 0.$RANDOM",
-                                        stop="signal")
-        r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120, env=env)
-        results.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    for _ in range(2):          # four runners at once, each with its own stand-in and its own folder
+        runners = [subprocess.Popen(["bash", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, env=env) for _ in range(4)]
+        for runner in runners:
+            out, _ = runner.communicate(timeout=120)
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    assert len(results) == 8
     summary = [(r["rc"], r["killed"], r["resent"]) for r in results]
     assert all(r["rc"] == 0 and not r["killed"] and "@opens" in r["stdout"] for r in results), summary
     assert all(r["resent"] for r in results), summary        # the stand-in lost the first SIGINT every time
