@@ -29,8 +29,24 @@ tracepoint:syscalls:sys_enter_close /comm == "kprobeme"/ { printf("%d close %d\\
 SLOW_TO_ATTACH = 'tracepoint:syscalls:sys_enter_* /comm == "kprobeme"/ { printf("%d %s\\n", pid, probe); }\n'
 
 
-def run_job(lab_prefix, test_lab, scripts, fd_offset=None, seed=None):
-    lab = load_lab(test_lab)
+@pytest.fixture(scope="module")
+def short_lab(test_lab, tmp_path_factory):
+    """The test lab with a 3 s window (its own: 6 s): the same count of opens (8-20), closer together, so a
+    barrier that released early would cost the slow script more of them; 3 s less per job (7 jobs here)."""
+    import shutil
+
+    import yaml
+
+    dest = tmp_path_factory.mktemp("short-lab") / "tracepoints"
+    shutil.copytree(test_lab, dest)
+    spec = yaml.safe_load((dest / "lab.yaml").read_text())
+    spec["window_seconds"] = 3
+    (dest / "lab.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return str(dest)
+
+
+def run_job(lab_prefix, lab_dir, scripts, fd_offset=None, seed=None):
+    lab = load_lab(lab_dir)
     names = {"q%d" % (i + 1): text for i, text in enumerate(scripts)}
     job = grading.build_job(lab, {ex.id: ("upload", ex.id + ".bt") for ex in lab.exercises},
                             rng=random.Random(seed) if seed is not None else None)
@@ -52,9 +68,9 @@ def printed(item, pid):
     return "".join(ln[len(mine):] + "\n" for ln in text.splitlines() if ln.startswith(mine))
 
 
-def test_a_script_sees_every_open_and_nothing_but_the_loop(lab_prefix, test_lab):
+def test_a_script_sees_every_open_and_nothing_but_the_loop(lab_prefix, short_lab):
     for attempt in range(3):
-        job, reply, truth = run_job(lab_prefix, test_lab, [SEE_ALL, SLOW_TO_ATTACH], seed=attempt)
+        job, reply, truth = run_job(lab_prefix, short_lab, [SEE_ALL, SLOW_TO_ATTACH], seed=attempt)
         see, slow = reply["scripts"]
         assert see["attached"] and slow["attached"], (see["stderr"], slow["stderr"])
         for item in (see, slow):           # bpftrace's attach marker is the agent's, not the student's
@@ -75,10 +91,10 @@ def test_a_script_sees_every_open_and_nothing_but_the_loop(lab_prefix, test_lab)
         assert probes.count("tracepoint:syscalls:sys_enter_close") == len(truth.closes)
 
 
-def test_the_first_descriptor_moves_with_the_offset(lab_prefix, test_lab):
+def test_the_first_descriptor_moves_with_the_offset(lab_prefix, short_lab):
     firsts = {}
     for offset in (0, 9, 40):
-        _, reply, truth = run_job(lab_prefix, test_lab, [SEE_ALL], fd_offset=offset)
+        _, reply, truth = run_job(lab_prefix, short_lab, [SEE_ALL], fd_offset=offset)
         assert truth.spare_fds == offset
         firsts[offset] = truth.opened_fds[0]
         seen = [int(ln[3:]) for ln in printed(reply["scripts"][0], truth.pid).splitlines() if ln.startswith("fd ")]
@@ -87,9 +103,9 @@ def test_the_first_descriptor_moves_with_the_offset(lab_prefix, test_lab):
     assert firsts == {0: 4, 9: 13, 40: 44}
 
 
-def test_a_script_that_never_attaches_does_not_hold_the_workload(lab_prefix, test_lab):
+def test_a_script_that_never_attaches_does_not_hold_the_workload(lab_prefix, short_lab):
     broken = 'tracepoint:syscalls:sys_enter_no_such_call { printf("x\\n"); }\n'
-    _, reply, truth = run_job(lab_prefix, test_lab, [SEE_ALL, broken])
+    _, reply, truth = run_job(lab_prefix, short_lab, [SEE_ALL, broken])
     see, bad = reply["scripts"]
     assert see["attached"] and not bad["attached"] and bad["exit_code"] not in (0, None)
     assert truth.released and len(truth.opens) >= 8
