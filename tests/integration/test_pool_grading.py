@@ -25,12 +25,27 @@ LAB = REPO / "labs" / "uprobes"
 CASES = REPO / "tests" / "fixtures" / "scripts" / "uprobes"
 
 
+@pytest.fixture(scope="module")
+def quick_lab(tmp_path_factory):
+    """The uprobes lab with a 4 s window (its own: 12 s), by path: these tests are about collecting, modes and
+    deadlines, and each of their seven grading jobs waits out the window (the lab's own window is graded in
+    tests/integration and tests/vm); the references still score 13 in it (asserted below)."""
+    import shutil
+
+    dest = tmp_path_factory.mktemp("quick-lab") / "uprobes"
+    shutil.copytree(LAB, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    spec = yaml.safe_load((dest / "lab.yaml").read_text())
+    spec["window_seconds"] = 4
+    (dest / "lab.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return str(dest)
+
+
 def for_host(folder, prefix):
     return {p.name: p.read_text().replace("/opt/bpfhol/", str(prefix) + "/") for p in sorted(folder.glob("u*.bt"))}
 
 
-def grade(*args, timeout=900):
-    return subprocess.run([sys.executable, "-m", "grader", "grade", *map(str, args), "--lab", "uprobes", "--quiet"],
+def grade(*args, lab="uprobes", timeout=900):
+    return subprocess.run([sys.executable, "-m", "grader", "grade", *map(str, args), "--lab", str(lab), "--quiet"],
                           cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
@@ -38,7 +53,7 @@ def journal(results):
     return {r["student"]: r for r in map(json.loads, (results / "journal.jsonl").read_text().splitlines())}
 
 
-def test_pool_grades_collected_scripts_and_a_forged_agent_changes_nothing(tmp_path, farm, lab_prefix):
+def test_pool_grades_collected_scripts_and_a_forged_agent_changes_nothing(tmp_path, farm, lab_prefix, quick_lab):
     prefix = lab_prefix["root"]
     references = Path(answers_folder(tmp_path, "references", for_host(LAB / "solutions", prefix)))
     forged = forged_agent_running_references(tmp_path / "forged-agent", lab_prefix["agent"], references)
@@ -54,7 +69,7 @@ def test_pool_grades_collected_scripts_and_a_forged_agent_changes_nothing(tmp_pa
                                                   "agent": lab_prefix["agent"]}]}))
 
     # self-check mode runs on the student's VM: the forged agent's full marks, and the mode says what it is
-    own = subprocess.run([sys.executable, "-m", "grader", "grade", str(roster), "--lab", "uprobes", "--results",
+    own = subprocess.run([sys.executable, "-m", "grader", "grade", str(roster), "--lab", quick_lab, "--results",
                           str(tmp_path / "own")], cwd=REPO, capture_output=True, text=True, timeout=900)
     assert own.returncode == 0, own.stderr
     assert "1 of them graded on their own VM, where they are root: a self-check" in own.stdout
@@ -64,7 +79,7 @@ def test_pool_grades_collected_scripts_and_a_forged_agent_changes_nothing(tmp_pa
     # grades that count: collected from the student's VM, graded on the pool
     results = tmp_path / "pool-results"
     proc = subprocess.run([sys.executable, "-m", "grader", "grade", str(roster), "--pool", str(pool), "--lab",
-                           "uprobes", "--results", str(results)], cwd=REPO, capture_output=True, text=True,
+                           quick_lab, "--results", str(results)], cwd=REPO, capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, proc.stderr
     assert "collect mallory: collected" in proc.stderr and "self-check" not in proc.stdout
@@ -80,7 +95,7 @@ def test_pool_grades_collected_scripts_and_a_forged_agent_changes_nothing(tmp_pa
     assert oct((results / "collected").stat().st_mode & 0o777) == "0o700"
 
 
-def test_deadline_flags_or_refuses_late_scripts_and_a_collection_is_kept(tmp_path, farm, lab_prefix):
+def test_deadline_flags_or_refuses_late_scripts_and_a_collection_is_kept(tmp_path, farm, lab_prefix, quick_lab):
     prefix = lab_prefix["root"]
     student_vm, pool_vm = farm.add(), farm.add()
     ana = Path(answers_folder(tmp_path, "ana", for_host(LAB / "solutions", prefix)))
@@ -104,7 +119,7 @@ def test_deadline_flags_or_refuses_late_scripts_and_a_collection_is_kept(tmp_pat
     when = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(deadline))
     results = tmp_path / "results"
     proc = grade(roster, "--pool", pool, "--deadline", when, "--extensions", extensions, "--late", "refuse",
-                 "--results", results)
+                 "--results", results, lab=quick_lab)
     assert proc.returncode == 0, proc.stderr
     rows = journal(results)
     ana_ex = {e["id"]: e for e in rows["ana"]["exercises"]}
@@ -114,11 +129,11 @@ def test_deadline_flags_or_refuses_late_scripts_and_a_collection_is_kept(tmp_pat
 
     # the scripts as collected are what count: a change on the VM after collection is not seen by a rerun
     (ana / "u1.bt").write_text("BEGIN { printf(\"changed after the collection\\n\"); }\n")
-    again = grade(roster, "--pool", pool, "--results", results, "--force", "--student", "ana")
+    again = grade(roster, "--pool", pool, "--results", results, "--force", "--student", "ana", lab=quick_lab)
     assert again.returncode == 0, again.stderr
     assert journal(results)["ana"]["exercises"][0]["reason"] == "ok"
     # --recollect takes the VM's scripts anew (and regrades): the changed u1 now fails
-    fresh = grade(roster, "--pool", pool, "--results", results, "--recollect", "--student", "ana")
+    fresh = grade(roster, "--pool", pool, "--results", results, "--recollect", "--student", "ana", lab=quick_lab)
     assert fresh.returncode == 0, fresh.stderr
     assert {e["id"]: e["reason"] for e in journal(results)["ana"]["exercises"]}["u1"] != "ok"
 
@@ -143,7 +158,7 @@ def test_pool_options_refused_in_one_line(tmp_path, args, says):
     assert proc.returncode == 2 and says in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
 
 
-def test_a_student_with_no_scripts_is_not_gradable_with_the_fix(tmp_path, farm, lab_prefix):
+def test_a_student_with_no_scripts_is_not_gradable_with_the_fix(tmp_path, farm, lab_prefix, quick_lab):
     """No silent zeros in pool mode either: an answers folder with none of the scripts (a roster's wrong folder or
     account, far more often than a student's choice) is "not gradable: no scripts found in ..."; once the scripts
     are there, a plain rerun collects them again and grades."""
@@ -157,13 +172,13 @@ def test_a_student_with_no_scripts_is_not_gradable_with_the_fix(tmp_path, farm, 
     pool.write_text(yaml.safe_dump([{"student": "labvm1", "host": "127.0.0.1", "port": pool_vm.port,
                                      "user": "root", "key": pool_vm.key, "agent": lab_prefix["agent"]}]))
     results = tmp_path / "results"
-    proc = grade(roster, "--pool", pool, "--results", results)
+    proc = grade(roster, "--pool", pool, "--results", results, lab=quick_lab)
     assert proc.returncode == 1, proc.stderr
     zoe = journal(results)["zoe"]
     assert zoe["status"] == "not_gradable" and zoe["error"].startswith("no scripts found in %s" % empty), zoe
     for name, text in for_host(LAB / "solutions", lab_prefix["root"]).items():
         (empty / name).write_text(text)
-    again = grade(roster, "--pool", pool, "--results", results)
+    again = grade(roster, "--pool", pool, "--results", results, lab=quick_lab)
     assert again.returncode == 0, again.stderr
     zoe = journal(results)["zoe"]
     assert zoe["score"] == 13, [(e["id"], e["reason"], e["feedback"][:200]) for e in zoe["exercises"]]
