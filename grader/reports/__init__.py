@@ -63,6 +63,7 @@ def write_atomic(path, text):
 def write_all(results, lab, results_dir, source_dir=None):
     """Every report into `results_dir`; ``source_dir`` is the results folder they are made from (its lms.json and
     evidence) when that is another (`report --out`, a report beside a running grade)."""
+    from .. import similarity
     from . import canvas, csv_report, html_report, junit, lms, moodle, table
 
     results_dir = Path(results_dir)
@@ -73,8 +74,9 @@ def write_all(results, lab, results_dir, source_dir=None):
     write_atomic(results_dir / lms.LEFT_OUT_FILE, lms.left_out(results, lab, lms_data)[0])
     write_atomic(results_dir / "junit.xml", junit.render(results, lab))
     write_atomic(results_dir / "summary.txt", table.render(results, lab))
-    write_student_pages(results, lab, results_dir, source_dir)
-    write_atomic(results_dir / "index.html", html_report.render(results, lab, lms_data=lms_data))  # names, sections
+    scripts = write_student_pages(results, lab, results_dir, source_dir)
+    similar = similarity.compare(scripts, lab)         # the cohort's scripts with each other and the references
+    write_atomic(results_dir / "index.html", html_report.render(results, lab, lms_data=lms_data, similar=similar))
 
 
 def _evidence(results_dir, student_dir, result):
@@ -93,13 +95,19 @@ def _evidence(results_dir, student_dir, result):
 
 def write_student_pages(results, lab, results_dir, source_dir=None):
     """students/<id>/index.html for every student: the dashboard's link to what a verdict was decided on (read
-    from ``source_dir``'s evidence when the pages are written elsewhere)."""
+    from ``source_dir``'s evidence when the pages are written elsewhere).  Returns {student: {question: script}}
+    of the graded students, for the similarity report."""
     from ..journal import slug
+    from ..similarity import sources_of
     from . import html_report
 
+    scripts = {}
     for r in results:
         student_dir = Path(results_dir) / "students" / slug(r.student)
         private_dir(student_dir)
         evidence_dir = Path(source_dir) / "students" / slug(r.student) if source_dir else student_dir
-        write_atomic(student_dir / "index.html",
-                     html_report.render_student(r, lab, _evidence(results_dir, evidence_dir, r)))
+        doc = _evidence(results_dir, evidence_dir, r)
+        if doc and r.status == "graded":
+            scripts[r.student] = sources_of(doc)
+        write_atomic(student_dir / "index.html", html_report.render_student(r, lab, doc))
+    return scripts

@@ -48,6 +48,7 @@ th[aria-sort=descending]::after{content:" \\25BC"}
 .why{display:block}#stats td{text-align:right}
 pre{white-space:pre-wrap;max-width:60em;max-height:24em;overflow:auto;background:#f8f8f8;padding:.5em;border:1px solid #ddd}
 pre.stdout{white-space:pre;max-width:80em}
+.side{display:grid;grid-template-columns:1fr 1fr;gap:1em}.side pre{max-width:none}#similarity summary{cursor:pointer}
 svg text{font-size:11px;fill:#333}#filter{width:18em}
 """
 
@@ -282,9 +283,12 @@ def question_rates(results, lab):
     return out
 
 
+def _name_link(slug_of, student):
+    return '<a href="students/%s/index.html">%s</a>' % (html.escape(slug_of(student), quote=True), e(student, 200))
+
+
 def _student_link(slug_of, r):
-    return '<a href="students/%s/index.html">%s</a>' % (html.escape(slug_of(r.student), quote=True),
-                                                       e(r.student, 200))
+    return _name_link(slug_of, r.student)
 
 
 def _filter_link(words, text):
@@ -335,8 +339,40 @@ def _questions_section(results, lab):
             '</section>' % "".join(rows))
 
 
-def render(results, lab, slug_of=None, lms_data=None):
-    """index.html for the cohort (``lms_data``: grader/reports/lms.py's, for the roster's names and sections)."""
+def _similarity_section(similar, slug_of):
+    """Pairs of scripts over the similarity threshold (grader/similarity.py), each with both scripts side by side."""
+    from ..similarity import MAX_PAIRS, THRESHOLD
+
+    if similar is None:
+        return ""
+    head = ("<section id=\"similarity\"><h2>Similar scripts</h2><p class=\"muted\">Each question's scripts compared "
+            "with each other and with the lab's reference (winnowing fingerprints; what the lab's examples hand out "
+            "and what most of the cohort writes are left out). Pairs sharing %d%% or more: a reason to read both, "
+            "not a verdict.</p>" % round(THRESHOLD * 100))
+    if not similar:
+        return head + '<p>none</p></section>'
+    items = []
+    for pair in similar[:MAX_PAIRS]:
+        first = _name_link(slug_of, pair.first)
+        if pair.against_reference:
+            second = "the lab's reference"
+            second_title = "the lab's reference (solutions/%s.bt)" % e(pair.question, 40)
+        else:
+            second = second_title = _name_link(slug_of, pair.second)
+        items.append('<details class="pair" data-question="%s" data-score="%.2f" data-first="%s" data-second="%s">'
+                     '<summary>%s: %s and %s &mdash; %d%% shared</summary><div class="side"><div><h3>%s</h3>'
+                     '<pre class="first">%s</pre></div><div><h3>%s</h3><pre class="second">%s</pre></div></div>'
+                     '</details>' % (e(pair.question, 40), pair.score, e(pair.first.lower(), 200),
+                                     e(pair.second.lower(), 200), e(pair.question, 40), first, second,
+                                     round(pair.score * 100), first, _shown(pair.first_source), second_title,
+                                     _shown(pair.second_source)))
+    more = '<p class="muted">and %d more pairs</p>' % (len(similar) - MAX_PAIRS) if len(similar) > MAX_PAIRS else ""
+    return head + "".join(items) + more + "</section>"
+
+
+def render(results, lab, slug_of=None, lms_data=None, similar=None):
+    """index.html for the cohort (``lms_data``: grader/reports/lms.py's, for the roster's names and sections;
+    ``similar``: grader/similarity.py's pairs, None when not computed)."""
     from ..journal import slug as default_slug
 
     slug_of = slug_of or default_slug
@@ -355,6 +391,8 @@ def render(results, lab, slug_of=None, lms_data=None):
                  'all graded students</span></p>%s</section><section id="figures"><h2>Figures</h2>%s</section>%s</div>'
                  % (histogram(scores, lab.max_score), _figures_table(scores, lab.max_score),
                     _questions_section(results, lab)))
+
+    parts.append(_similarity_section(similar, slug_of))
 
     with_name = any(identities.get(r.student, {}).get("name") for r in results)
     with_section = any(identities.get(r.student, {}).get("section") for r in results)

@@ -141,7 +141,15 @@ HIST_OUTPUT = "".join(json.dumps(rec) + "\n" for rec in [
     {"type": "map", "data": {"@by": {"kprobeme,5": 3, "kprobeme,6": 1}}},
     {"type": "stats", "data": {"@s": {"count": 2, "average": 6, "total": 12}}},
 ])
-HIST_STUDENT = "histo"
+HIST_STUDENT, COPYCAT = "histo", "copycat"
+
+
+def copied(source, names):
+    """A copy as a student disguises it: comments dropped, maps renamed, lines re-indented."""
+    source = re.sub(r"/\*.*?\*/", "", source, flags=re.S)
+    for old, new in names:
+        source = source.replace(old, new)
+    return "\n".join("  " + line.strip() for line in source.splitlines() if line.strip())
 SECTIONS = ("L01", "L02")
 
 
@@ -168,21 +176,24 @@ def dashboard(tmp_path_factory):
     lab = load_lab("kprobes")
     folder = tmp_path_factory.mktemp("dash") / "results"
     journal = Journal(folder)
-    names = replay.cohort(journal, lab, 192)
+    names = replay.cohort(journal, lab, 191)
     for pattern, error, count in NOT_GRADABLE_EXTRA:
         for i in range(count):
             names.append(pattern % i)
             journal.record(grading.not_gradable(names[-1], error % i if "%d" in error else error), lab)
     scripts = {ex.id: ("upload", ex.script) for ex in lab.exercises}
     outputs = dict(replay.HONEST, q3=lambda truth: HIST_OUTPUT)
-    histo = grading.grade(SignalledReplay(outputs), lab, HIST_STUDENT, scripts, rng=random.Random(3))
-    histo.max_score = lab.max_score
-    journal.record(histo, lab)
+    reference = (lab.path / "solutions" / "q3.bt").read_text()
+    histo_source = copied(reference, [("@opens", "@n_open"), ("@open[", "@live["), ("@closes", "@n_close")])
+    for student, source in ((HIST_STUDENT, histo_source), (COPYCAT, copied(histo_source, [("@live", "@still")]))):
+        result = grading.grade(SignalledReplay(outputs, source=source), lab, student, scripts, rng=random.Random(3))
+        result.max_score = lab.max_score
+        journal.record(result, lab)
     evil = grading.grade(replay.ReplayBackend(replay.HONEST, source=EVIL_SOURCE), lab, EVIL_NAME, scripts,
                          rng=random.Random(7))
     evil.max_score = lab.max_score
     journal.record(evil, lab)
-    names += [HIST_STUDENT, EVIL_NAME]
+    names += [HIST_STUDENT, COPYCAT, EVIL_NAME]
     lms.remember(folder, [Identity(s, n) for n, s in enumerate(names)])
     results = cohort_results(journal, names)
     write_all(results, lab, folder)
@@ -203,7 +214,7 @@ def test_the_dashboard_shows_not_gradable_first_then_histogram_and_rates(dashboa
     assert len(results) == 200
     dom = Dom(dump_dom(index.as_uri()))
     assert dom.all("body", **{"data-ready": "1"}), "the page's script did not run (CSP?)"
-    order = [dom.index(i) for i in ("not-gradable", "histogram", "stats", "questions", "students")]
+    order = [dom.index(i) for i in ("not-gradable", "histogram", "stats", "questions", "similarity", "students")]
     assert order == sorted(order), order
     broken = [r for r in results if r.status == "not_gradable"]
     graded = [r for r in results if r.status == "graded"]
@@ -242,6 +253,14 @@ def test_the_dashboard_shows_not_gradable_first_then_histogram_and_rates(dashboa
     assert heads[:4] == ["student", "name", "section", "score"]
     assert "Name000 Family" in dom.text["students"] and "L02" in dom.text["students"]
     assert dom.text["shown"] == "200 of 200 shown"
+    # the similarity report: the disguised copies of each other (every question) and of the q3 reference, which
+    # the q4 reference holds whole (it tracks the same open descriptors, plus their stacks)
+    pairs = {(p["data-question"], p["data-first"], p["data-second"]) for p in dom.all("details", **{"class": "pair"})}
+    assert pairs == {(q, COPYCAT, HIST_STUDENT) for q in ("q1", "q2", "q3", "q4")} | {
+        (q, student, "") for q in ("q3", "q4") for student in (COPYCAT, HIST_STUDENT)}
+    side = dom.text["similarity"]
+    assert "@still[(int32)retval] = 1;" in side and "@live[(int32)retval] = 1;" in side
+    assert "What is left in @open at the end" in side                  # the reference, beside the copy
 
     # the first screen of an 820 px window shows the grouped box and the histogram below it
     shot = tmp_path / "dashboard.png"
