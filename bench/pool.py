@@ -138,7 +138,8 @@ class Timers:
 
         timers = self
         backend_cls = ssh.SSHBackend
-        orig_connect, orig_exec, orig_upload = backend_cls.connect, backend_cls.exec, backend_cls._upload
+        orig_connect, orig_exec = backend_cls.connect, backend_cls.exec
+        orig_upload = getattr(backend_cls, "_upload", None)      # gone since agent 6 (the job goes on stdin)
         orig_grade, orig_evaluate, orig_record = grading.grade, grading.evaluate, Journal.record
         orig_pool, orig_collect = cohort.grade_submissions, collect.collect_cohort
 
@@ -227,7 +228,9 @@ class Timers:
                     timers.phases[name + "_started"] = t0
             return wrapper
 
-        backend_cls.connect, backend_cls.exec, backend_cls._upload = connect, exec_, upload
+        backend_cls.connect, backend_cls.exec = connect, exec_
+        if orig_upload is not None:
+            backend_cls._upload = upload
         grading.grade, grading.evaluate, Journal.record = grade, evaluate, record
         cohort.grade_submissions = timed("pool", orig_pool)
         collect.collect_cohort = timed("collect", orig_collect)

@@ -13,11 +13,14 @@ JSON document that the grader parses defensively.
 
 A job runs in phases, each a function below, in this order:
 
-    check_job        read and bound the job
     hold_lock        one job per host at a time (a second one waits, bounded, then says "busy")
+    clear_leftovers  what a killed job left (its folders, its processes) is removed, under the lock
+    receive_job      only now does the job come: the agent says it is ready (one line on stdout) and reads the
+                     job, scripts included, from its stdin (bounded in size and time), so no byte of a job
+                     reaches the host while another job's scripts trace (``run JOB.json``, a job already on
+                     the host, is for local use: the self-check's files are the student's own)
     stage_scripts    copy each student script into a root-only folder, refuse what may not run
     make_lab_files   the randomized lab file and its decoy, in a root-only folder
-    clear_leftovers  what a killed job left (its folders, its processes) is removed, under the lock
     start_workload   the workload starts HELD (its --hold): loader, truth log, spare fds done; it says
                      so with one byte of no content on a pipe (its --notify-fd)
     start_scripts    every script under bpftrace with __BPFTRACE_NOTIFY_PROBES_ATTACHED set
@@ -31,13 +34,17 @@ A job runs in phases, each a function below, in this order:
     stop_workload    SIGTERM once every script is gone: only then does the workload write its
                      ground-truth log (it kept the records in memory), then SIGKILL
     read_truth       the workload's ground-truth log
+    (main)           the reply is written, and read off the pipe by sshd, before the lock is let go
 
 The truth is out of the scripts' reach: while any script runs, the workload neither formats nor writes
 a record and the agent never reads the log, so a probe on write(), read() or vfs_* sees no answer.
 
 Standard library only: it must run on a bare Debian 12/13 python3.
 
-    bpfhol-agent run JOB.json     grade one job, print the result JSON
+    bpfhol-agent run --stdin [--lock-wait S] [--tag T]
+                                  the grader's way: take the lock, print the ready line, read the job
+                                  (job_input) from stdin, grade it, print the result JSON
+    bpfhol-agent run JOB.json     grade a job already on this host, print the result JSON
     bpfhol-agent collect F.bt...  the student's scripts as they are (content, sha256, mtime): grade --pool
     bpfhol-agent facts            host facts for preflight (arch, kernel, bpftrace, BTF, kprobes)
     bpfhol-agent version
@@ -46,6 +53,7 @@ Standard library only: it must run on a bare Debian 12/13 python3.
 import errno
 import fcntl
 import hashlib
+import io
 import json
 import os
 import platform
@@ -64,7 +72,9 @@ import time
 
 # 5: the workloads write their truth at exit (--notify-fd), scripts are checked as clang reads them, cat() is
 # refused; a grader of 5 refuses an agent of 4 (whose workloads log during the window): re-run the playbook.
-AGENT_VERSION = 5
+# 6: the job travels on the agent's stdin once it holds the lock (``run --stdin``), never as files uploaded
+# before; a grader of 6 refuses an agent of 5 (whose jobs could be read by the scripts of the job before).
+AGENT_VERSION = 6
 TRACEFS_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 BPFTRACE = shutil.which("bpftrace") or "/usr/bin/bpftrace"
 SAFE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -95,6 +105,12 @@ BOUND_WORKLOAD_EXIT = 3        # each wait for an ending process: the workload (
 BOUND_SYSTEMCTL = 20           # each systemctl call of the menu's units (stop, then start again)
 BOUND_VERSION = 15             # bpftrace --version for the facts
 BOUND_SLACK = 20               # reading files, copying, python start-up on a slow (TCG) VM
+BOUND_RECEIVE = 60             # from the ready line to the whole job on stdin (a few KiB; at most MAX_JOB_INPUT)
+BOUND_REPLY_DRAIN = 10         # the reply's last bytes read off the pipe by sshd, the lock still held
+MAX_JOB_FILE = 1 << 20
+# The job and its uploads as JSON with base64 files: what the largest allowed job needs, and no more.
+MAX_JOB_INPUT = MAX_JOB_FILE + MAX_SCRIPTS * (4 * (MAX_SCRIPT_BYTES // 3 + 1) + 256)
+JOB_TAG_RE = re.compile(r"^bpfhol-job-[0-9a-f]{20}$")   # names a job in the process list (the grader's stale wait)
 DECOY_EVERY = 0.25
 # Polling periods: slow enough not to compete with bpftrace's attach on an emulated (TCG) VM, where a
 # python loop at 20 Hz took a quarter of a vCPU.
@@ -241,6 +257,8 @@ def job_bounds(job):
         "systemctl": 2 * BOUND_SYSTEMCTL,
         "version": BOUND_VERSION,
         "slack": BOUND_SLACK,
+        "receive": BOUND_RECEIVE,
+        "reply_drain": BOUND_REPLY_DRAIN,
     }
     # A job waits for a running one at most as long as that one can take (its own bounds).
     bounds["lock_wait"] = num("lock_wait", run_seconds(bounds), MAX_LOCK_WAIT)
@@ -251,7 +269,7 @@ def run_seconds(bounds):
     """Worst case of one job once it holds the lock: every phase at its bound."""
     return (bounds["workload_ready"] + bounds["attach"] + bounds["window"] + bounds["workload_end"] + 6
             + bounds["grace"] + bounds["attach"] + 5 + BOUND_WORKLOAD_EXIT + bounds["systemctl"] + bounds["version"]
-            + bounds["slack"])
+            + bounds["slack"] + bounds.get("receive", BOUND_RECEIVE) + bounds.get("reply_drain", BOUND_REPLY_DRAIN))
 
 
 def worst_case_seconds(job):
@@ -390,20 +408,108 @@ class ScriptRun:
 
 
 def check_job(job_path):
-    """Read the job (bounded) and check its shape; JobError says what is wrong."""
+    """Read a job file already on this host (bounded) and check its shape; JobError says what is wrong."""
     with open(job_path, "rb") as fh:
-        raw = fh.read(1 << 20)
+        raw = fh.read(MAX_JOB_FILE)
     try:
         job = json.loads(raw)
     except ValueError:
         raise JobError("job file is not JSON")
+    job = _checked_job(job)
+    job["_dir"] = os.path.dirname(os.path.realpath(job_path))
+    return job
+
+
+def _checked_job(job):
     if not isinstance(job, dict) or job.get("version") != AGENT_VERSION:
         raise JobError("job version mismatch: grader and agent differ (re-run the lab playbook)")
     scripts = job.get("scripts") or []
     if not isinstance(scripts, list) or len(scripts) > MAX_SCRIPTS or not all(isinstance(s, dict) for s in scripts):
         raise JobError("a job holds 1 to %d scripts" % MAX_SCRIPTS)
     job["_bounds"] = job_bounds(job)
-    job["_dir"] = os.path.dirname(os.path.realpath(job_path))
+    return job
+
+
+# -- the job on stdin (``run --stdin``) --------------------------------------------------------------------------
+# A job's files are sent only once its agent holds the lock: uploaded before (SFTP, as up to agent 5), they passed
+# through sshd's or sftp-server's write() while another job's scripts traced, and one student's script printed
+# another's.  The agent takes the lock and clears what a killed job left, prints READY, and only then does the
+# grader send job_input() and close its end; the agent reads it within BOUND_RECEIVE, at most MAX_JOB_INPUT bytes.
+
+
+def ready_line():
+    """The one line the agent prints on stdout when it holds the lock and waits for the job."""
+    return json.dumps({"ready": True, "agent_version": AGENT_VERSION, "reply_format": REPLY_FORMAT}) + "\n"
+
+
+def ready_version(line):
+    """The agent version a ready line announces, or None when ``line`` (bytes) is not a ready line (then it is
+    the agent's whole reply: busy, or an error before the lock)."""
+    if len(line) > 200:
+        return None
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or doc.get("ready") is not True or "ok" in doc:
+        return None
+    version = doc.get("agent_version")
+    return version if isinstance(version, int) and not isinstance(version, bool) else -1
+
+
+def job_input(job, uploads):
+    """What the grader writes to the agent's stdin after the ready line: the job and its uploads, one JSON
+    document (files as base64), ended by closing the stream."""
+    import base64
+
+    files = {str(name): base64.b64encode(bytes(data)).decode("ascii") for name, data in (uploads or {}).items()}
+    return json.dumps({"files": files, "job": job}).encode() + b"\n"
+
+
+def _read_stdin(fd, cap, bound):
+    """Everything on ``fd`` until its end, at most ``cap`` bytes, within ``bound`` seconds."""
+    deadline = now() + bound
+    chunks, size = [], 0
+    while True:
+        left = deadline - now()
+        if left <= 0:
+            raise JobError("the job did not arrive within %ds of the agent's ready line" % bound)
+        ready, _, _ = select.select([fd], [], [], min(left, 1.0))
+        if not ready:
+            continue
+        data = os.read(fd, 1 << 16)
+        if not data:
+            return b"".join(chunks)
+        size += len(data)
+        if size > cap:
+            raise JobError("the job sent on stdin is over %d bytes" % cap)
+        chunks.append(data)
+
+
+def receive_job(fd=0, bound=BOUND_RECEIVE):
+    """The job from stdin, its uploads kept in memory (``_files``, name -> bytes), checked like a job file."""
+    import base64
+    import binascii
+
+    raw = _read_stdin(fd, MAX_JOB_INPUT, bound)
+    if not raw.strip():
+        raise JobError("no job was sent after the ready line")
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        raise JobError("the job sent on stdin is not JSON")
+    files = doc.get("files") if isinstance(doc, dict) else None
+    if not isinstance(files, dict) or len(files) > MAX_SCRIPTS:
+        raise JobError("the job sent on stdin has no files object of at most %d files" % MAX_SCRIPTS)
+    job = _checked_job(doc.get("job"))
+    job["_files"] = {}
+    for name, data in files.items():
+        if not isinstance(data, str) or "/" in name or name.startswith(".") or not 0 < len(name) <= 64:
+            raise JobError("upload names are plain file names")
+        try:
+            job["_files"][name] = base64.b64decode(data.encode("ascii"), validate=True)
+        except (ValueError, binascii.Error):
+            raise JobError("upload %s is not base64" % name[:64])
     return job
 
 
@@ -558,7 +664,7 @@ def clear_leftovers(job, work_parent):
     """Under the host's lock: remove what killed jobs left (their work and lab folders, which nobody holds)
     and end the processes still running from them, so a job never fails on a leftover (EEXIST on a lab
     folder of the same id) and never runs beside a dead job's bpftrace.  Returns how many folders went."""
-    wl = job.get("workload") or {}
+    wl = (job or {}).get("workload") or {}
     own_lab = os.path.dirname(str(wl.get("create_file") or "")) or None
     per_prefix = lock_file() != LOCK_FILE
     candidates = []
@@ -736,6 +842,18 @@ def script_refusal(source):
         return "the script could not be checked (%s); it is refused" % type(exc).__name__
 
 
+def _sent_script(files, spec, limit):
+    """An upload that came with the job on stdin: (status, bytes or why), as _read_script says it."""
+    name = str(spec["upload"])
+    if "/" in name or name.startswith("."):
+        raise JobError("upload names are plain file names")
+    if name not in files:
+        return "missing", "no such file: %s (not handed in)" % name
+    if len(files[name]) > limit:
+        return "too_large", "%s is %d bytes; the limit is %d" % (name, len(files[name]), limit)
+    return "ok", files[name]
+
+
 def stage_scripts(job, work):
     """Copy each script into the agent's root-only folder: ([result or ScriptRun], [ScriptRun])."""
     cap = int(min(int(job.get("output_cap", 256 << 10)), MAX_OUTPUT_BYTES))
@@ -743,7 +861,10 @@ def stage_scripts(job, work):
     results, runs = [], []
     for i, spec in enumerate(job.get("scripts") or []):
         name = str(spec.get("name", "script%d" % i))[:64]
-        status, data = _read_script(_script_source(spec, job["_dir"]), script_cap)
+        if "_files" in job and "upload" in spec:
+            status, data = _sent_script(job["_files"], spec, script_cap)
+        else:
+            status, data = _read_script(_script_source(spec, job.get("_dir")), script_cap)
         if status != "ok":
             results.append({"name": name, "status": status, "error": data})
             continue
@@ -1157,23 +1278,37 @@ def collect_scripts(paths):
             "collected_at": time.time()}
 
 
-def run_job(job_path):
+def run_job(job_path=None, lock_wait=None, held=None):
+    """One job: from ``job_path`` (a file on this host), or with ``job_path`` None from stdin once the lock is
+    held (``lock_wait``: how long to wait for it).  ``held``: a list that gets the lock, which the caller then
+    lets go only after the reply is out; without it the lock is let go here."""
     t0 = now()
-    job = check_job(job_path)
-    bounds = job["_bounds"]
-    lock = hold_lock(bounds["lock_wait"])
+    job = check_job(job_path) if job_path is not None else None
+    lock = hold_lock(job["_bounds"]["lock_wait"] if job else lock_wait)
+    if held is not None:
+        held.append(lock)
     waited = round(now() - t0, 3)
     work_parent = "/run" if os.access("/run", os.W_OK) else tempfile.gettempdir()
+    timing = {"lock_wait": waited}
     try:
-        cleared = clear_leftovers(job, work_parent)
+        cleared = clear_leftovers(job, work_parent)       # before the ready line: a killed job's bpftrace is gone
+        if job is None:
+            sys.stdout.write(ready_line())
+            sys.stdout.flush()
+            t_ready = now()
+            job = receive_job()
+            timing["received"] = round(now() - t_ready, 3)
+            cleared += clear_leftovers(job, work_parent)  # with a lock per prefix: this job's own lab folder
         work = tempfile.mkdtemp(prefix=WORK_PREFIX, dir=work_parent)
     except BaseException:
-        os.close(lock)
+        if held is None:
+            os.close(lock)
         raise
+    timing["leftovers_cleared"] = cleared
+    bounds = job["_bounds"]
     os.chmod(work, 0o700)
     job.setdefault("_held", []).append(hold_folder(work))
     runs, stopped, workload, lab_dir, decoy = [], [], None, None, None
-    timing = {"lock_wait": waited, "leftovers_cleared": cleared}
     try:
         results, runs = stage_scripts(job, work)
         lab_dir, decoy = make_lab_files(job)
@@ -1200,7 +1335,8 @@ def run_job(job_path):
             shutil.rmtree(lab_dir, ignore_errors=True)
         for fd in job.pop("_held", []):
             os.close(fd)
-        os.close(lock)
+        if held is None:
+            os.close(lock)
 
     out = [r.result() if isinstance(r, ScriptRun) else r for r in results]
     timing["total"] = round(now() - t0, 3)
@@ -1277,16 +1413,20 @@ def main(argv):
         return 2
     # No RLIMIT_MEMLOCK change here: bpftrace raises it itself (0.17 and 0.23, main.cpp), and on the
     # lab's 6.x kernels BPF memory is charged to the memory cgroup, not to that limit.
+    held = []
     try:
-        if len(argv) == 2 and argv[0] == "run":
-            result = run_job(argv[1])
+        if argv[:2] == ["run", "--stdin"]:
+            result = run_job(None, lock_wait=_stdin_options(argv[2:]), held=held)
+        elif len(argv) == 2 and argv[0] == "run" and not argv[1].startswith("-"):
+            result = run_job(argv[1], held=held)
         elif len(argv) == 1 and argv[0] == "facts":
             result = facts()
         elif argv[:1] == ["collect"]:
             result = collect_scripts(argv[1:])
         else:
             result = {"ok": False, "code": "usage",
-                      "error": "usage: bpfhol-agent run JOB.json | collect SCRIPT.bt... | facts | version"}
+                      "error": "usage: bpfhol-agent run --stdin [--lock-wait S] [--tag T] | run JOB.json | "
+                               "collect SCRIPT.bt... | facts | version"}
     except JobError as exc:
         result = {"ok": False, "code": exc.code, "error": str(exc)}
     except (OSError, ValueError, TypeError, KeyError) as exc:
@@ -1297,9 +1437,52 @@ def main(argv):
     if problems:                     # never print what the grader would refuse: say so in the format instead
         result = {"ok": False, "code": "agent", "agent_version": AGENT_VERSION, "reply_format": REPLY_FORMAT,
                   "error": "agent built a reply outside its format: %s" % "; ".join(problems)}
-    sys.stdout.write(json.dumps(result) + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(json.dumps(result) + "\n")
+        sys.stdout.flush()
+        wait_drained(sys.stdout.fileno, BOUND_REPLY_DRAIN)
+    finally:
+        for fd in held:               # only now may the next job start: the reply is no longer in a pipe
+            os.close(fd)
     return 0 if result.get("ok") else 1
+
+
+def _stdin_options(args):
+    """``--lock-wait S`` (whole seconds, clamped to MAX_LOCK_WAIT) and ``--tag T`` (only there to name the job
+    in the process list); the default wait is a default job's worst case."""
+    opts = dict(zip(args[::2], args[1::2]))
+    if len(args) % 2 or set(opts) - {"--lock-wait", "--tag"}:
+        raise JobError("usage: bpfhol-agent run --stdin [--lock-wait S] [--tag T]", code="usage")
+    wait = opts.get("--lock-wait")
+    if wait is not None and not re.fullmatch(r"[0-9]{1,6}", wait):
+        raise JobError("--lock-wait takes whole seconds", code="usage")
+    if "--tag" in opts and not JOB_TAG_RE.match(opts["--tag"]):
+        raise JobError("--tag takes bpfhol-job-<20 hex digits>", code="usage")
+    return min(int(wait), MAX_LOCK_WAIT) if wait is not None else job_bounds({})["lock_wait"]
+
+
+def wait_drained(fd, bound):
+    """Until the reader of ``fd`` (sshd) has taken everything written to it, at most ``bound`` seconds: the
+    reply holds the student's scripts and output, and a pipe's bytes are read (into sshd) by a read() the next
+    job's scripts could trace.  A pipe says what is unread (FIONREAD), a socket what is unsent (TIOCOUTQ)."""
+    import struct
+    import termios
+
+    try:
+        mode = os.fstat(fd()).st_mode if callable(fd) else os.fstat(fd).st_mode
+        fd = fd() if callable(fd) else fd
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return                         # not a descriptor (captured in a test): nothing waits on a reader
+    request = termios.FIONREAD if stat.S_ISFIFO(mode) else termios.TIOCOUTQ if stat.S_ISSOCK(mode) else None
+    deadline = now() + bound
+    while request is not None and now() < deadline:
+        try:
+            left = struct.unpack("i", fcntl.ioctl(fd, request, b"\0\0\0\0"))[0]
+        except OSError:
+            return
+        if left <= 0:
+            return
+        time.sleep(0.02)
 
 
 if __name__ == "__main__":

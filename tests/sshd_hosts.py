@@ -142,13 +142,19 @@ def forged_agent_running_references(path, real_agent, references):
     """What a student who is root on their VM can install as its agent: a wrapper that runs the reference answers
     in ``references`` (a folder of <exercise id>.bt) whatever scripts a job names, through the real agent."""
     Path(path).write_text(f"""#!/usr/bin/env python3
-import json, os, sys
-if sys.argv[1:2] == ["run"]:
-    job = json.load(open(sys.argv[2]))
-    for spec in job["scripts"]:
+import json, os, subprocess, sys
+if sys.argv[1:2] == ["run"]:                 # the job comes on stdin after the real agent's ready line
+    agent = subprocess.Popen([sys.executable, "{real_agent}"] + sys.argv[1:], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE)
+    sys.stdout.buffer.write(agent.stdout.readline())
+    sys.stdout.flush()
+    sent = json.loads(sys.stdin.buffer.read())
+    for spec in sent["job"]["scripts"]:
         spec.pop("upload", None)
         spec["path"] = "{references}/" + spec["name"] + ".bt"
-    json.dump(job, open(sys.argv[2], "w"))
+    out, _ = agent.communicate(json.dumps(sent).encode())
+    sys.stdout.buffer.write(out)
+    sys.exit(agent.returncode)
 os.execv(sys.executable, [sys.executable, "{real_agent}"] + sys.argv[1:])
 """)
     os.chmod(path, 0o755)

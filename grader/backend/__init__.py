@@ -9,7 +9,7 @@ import json
 import re
 import threading
 
-from ..agent import REPLY_FORMAT, reply_problems
+from ..agent import AGENT_VERSION, REPLY_FORMAT, reply_problems
 from ..errors import HostError
 from ..safetext import safe_text, safe_tree
 
@@ -114,3 +114,14 @@ def format_problems(reply, kind=None):
     elif reply["reply_format"] != REPLY_FORMAT:
         problems = ["reply format %s, this grader reads %d" % (str(reply["reply_format"])[:10], REPLY_FORMAT)]
     return problems
+
+
+def old_agent_problem(reply, where):
+    """Why a failed reply to ``run --stdin`` comes from an agent older than this grader (it knows no --stdin and
+    answers with usage or a missing file), or "": the fix is the playbook, said in one line."""
+    version = reply.get("agent_version")
+    if reply.get("ok") is False and isinstance(version, int) and not isinstance(version, bool) \
+            and version < AGENT_VERSION:
+        return ("the agent on %s is version %d and this grader needs %d (jobs go to the agent's stdin once it "
+                "holds the lock): re-run the lab playbook" % (where, version, AGENT_VERSION))
+    return ""

@@ -11,29 +11,33 @@ transport when the step overruns, which wakes the waiting call.
 
 Closing a channel does not stop the agent on the host.  So a job that was cut off (lost
 connection, timeout) is remembered per host (``_stale_jobs``), and the next job on that host
-first waits, within the old job's bound, until no process there still names the old job's file.
+first waits, within the old job's bound, until no process there still names the old job's tag.
+
+No file of a job reaches the host before that job holds the agent's lock: the agent is started first
+(``run --stdin``), takes the lock, prints its ready line, and only then is the job, scripts included, sent
+on its stdin (grader/agent.py: job_input).  Uploaded before (SFTP, up to agent 5), a job's scripts passed
+through sshd's write() while another job's scripts traced, and one student's script printed another's.
 """
 
 import contextlib
-import json
 import os
-import re
+import secrets
 import shlex
 import socket
 import threading
 import time
 from pathlib import Path
 
+from ..agent import AGENT_VERSION, BOUND_RECEIVE, job_bounds, job_input, ready_version
 from ..errors import HostError
 from ..safetext import safe_text
-from . import FACTS_CAP, REPLY_CAP, parse_reply, reply_cap
+from . import FACTS_CAP, REPLY_CAP, old_agent_problem, parse_reply, reply_cap
 
 _known_hosts_lock = threading.Lock()
 _stale_lock = threading.Lock()
-_stale_jobs = {}            # (host, port) -> (work dir, cut off at, give up waiting at), time.monotonic()
+_stale_jobs = {}            # (host, port) -> (job tag, cut off at, give up waiting at), time.monotonic()
 STALE_MIN_WAIT = 30         # seconds a cut-off job is waited for at least, when its own bound is spent
 STALE_POLL = 2
-WORK_DIR = re.compile(r"^/tmp/bpfhol-[A-Za-z0-9]{10}$")
 
 
 def _why(exc):
@@ -198,10 +202,12 @@ class SSHBackend:
             raise stalled
 
     # -- commands ---------------------------------------------------------------------------
-    def exec(self, command, timeout, cap=REPLY_CAP, raw=False):
+    def exec(self, command, timeout, cap=REPLY_CAP, raw=False, send_when_ready=None):
         """Run a command; return (exit code, stdout, stderr).  Never waits past ``timeout``.
         stdout past ``cap`` bytes is a HostError once the command ends (nothing past it is kept);
-        ``raw``: stdout as the bytes received, so a large reply is not copied to decode it."""
+        ``raw``: stdout as the bytes received, so a large reply is not copied to decode it.
+        ``send_when_ready``: bytes sent on the command's stdin (then closed) once its first line is the
+        agent's ready line, which is left out of stdout; a first line of any other kind is the reply."""
         import paramiko
 
         if self.conn is None:
@@ -227,6 +233,9 @@ class SSHBackend:
                         over_cap = True
                     if len(out) < cap:
                         out += data[: cap - len(out)]
+                if send_when_ready is not None and (b"\n" in out or chan.exit_status_ready()):
+                    out = self._send_when_ready(chan, out, send_when_ready)
+                    send_when_ready = None
                 while chan.recv_stderr_ready():
                     data = chan.recv_stderr(65536)
                     progressed = True
@@ -259,59 +268,61 @@ class SSHBackend:
         cmd = " ".join(shlex.quote(a) for a in argv)
         return cmd if self.user == "root" else "sudo -n " + cmd
 
-    def _upload(self, remote_dir, files, timeout):
+    def _send_when_ready(self, chan, out, data):
+        """The agent's first line is in ``out`` (or it has exited): when it is the ready line, send the job and
+        close stdin; return stdout without the ready line.  Otherwise send nothing (the line is its reply)."""
         import paramiko
 
+        line, newline, rest = bytes(out).partition(b"\n")
+        version = ready_version(line) if newline else None
         try:
-            with self._deadline("SFTP start", self.connect_timeout):
-                sftp = self.conn.sftp()
-            sftp.get_channel().settimeout(timeout)
-            with self._deadline("upload", timeout):
-                for name, data in files.items():
-                    with sftp.open("%s/%s" % (remote_dir, name), "wb") as fh:
-                        fh.write(data)
+            if version is not None and version != AGENT_VERSION:
+                raise HostError("the agent on %s is version %s and this grader needs %d (jobs go to the agent's "
+                                "stdin once it holds the lock): re-run the lab playbook" % (self.name, version,
+                                                                                           AGENT_VERSION), kind="agent")
+            if version is not None:
+                chan.settimeout(None)
+                with self._deadline("job upload", BOUND_RECEIVE):
+                    chan.sendall(data)
+            chan.shutdown_write()
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise HostError("upload to %s failed: %s" % (self.name, _why(exc)), kind="connection")
+            raise HostError("sending the job to %s failed: %s" % (self.name, _why(exc)), kind="connection")
+        finally:
+            chan.settimeout(0.5)
+        return bytearray(rest) if version is not None else out
 
     def run_agent_job(self, job, uploads, timeout):
         self._settle_stale_job()
-        code, out, err = self.exec("mktemp -d /tmp/bpfhol-XXXXXXXXXX", timeout=20)
-        remote_dir = out.strip()
-        if code != 0 or not WORK_DIR.match(remote_dir):
-            raise HostError("could not make a work dir on %s: %s" % (self.name, safe_text(err).strip()[:200]),
-                            kind="host")
+        tag = "bpfhol-job-" + secrets.token_hex(10)
         started = time.monotonic()
+        command = self._sudo([self.agent, "run", "--stdin", "--lock-wait", str(int(job_bounds(job)["lock_wait"])),
+                              "--tag", tag])
         try:
-            files = {"job.json": json.dumps(job).encode()}
-            files.update(uploads)
-            self._upload(remote_dir, files, timeout=30)
-            try:
-                code, out, err = self.exec(self._sudo([self.agent, "run", remote_dir + "/job.json"]), timeout=timeout,
-                                           cap=reply_cap(job), raw=True)
-            except HostError as exc:
-                if exc.kind in ("connection", "timeout"):
-                    self._note_stale_job(remote_dir, started + timeout)     # it may still run there
-                raise
-            return parse_reply(out, err, code, self.name, kind="run")
-        finally:
-            try:
-                self.exec("rm -rf -- %s" % shlex.quote(remote_dir), timeout=20)
-            except HostError:
-                pass
+            code, out, err = self.exec(command, timeout=timeout, cap=reply_cap(job), raw=True,
+                                       send_when_ready=job_input(job, uploads))
+        except HostError as exc:
+            if exc.kind in ("connection", "timeout"):
+                self._note_stale_job(tag, started + timeout)        # it may still run there
+            raise
+        reply = parse_reply(out, err, code, self.name, kind="run")
+        old = old_agent_problem(reply, self.name)
+        if old:
+            raise HostError(old, kind="agent")
+        return reply
 
     # -- jobs that were cut off ---------------------------------------------------------------
-    def _note_stale_job(self, remote_dir, bound_ends):
+    def _note_stale_job(self, tag, bound_ends):
         """Closing our channel does not stop the agent there: remember its job for the next one."""
         now = time.monotonic()
         with _stale_lock:
-            _stale_jobs[(self.host, self.port)] = (remote_dir, now, max(bound_ends, now + STALE_MIN_WAIT))
+            _stale_jobs[(self.host, self.port)] = (tag, now, max(bound_ends, now + STALE_MIN_WAIT))
 
-    def _stale_job_running(self, remote_dir):
-        """True/False: does a process on the host still name the job's file (the agent, sudo, a
+    def _stale_job_running(self, tag):
+        """True/False: does a process on the host still name the job's tag (the agent, sudo, a
         shell)?  None: cannot tell (no grep, or /proc hides other users' processes).  Judged by
         grep's output, not its status: a process that ends while grep runs is an error there.
         The bracket keeps grep from matching its own command line."""
-        pattern = shlex.quote(remote_dir + "/job[.]json")
+        pattern = shlex.quote("[%s]%s" % (tag[0], tag[1:]))
         code, out, _ = self.exec("[ -r /proc/1/cmdline ] && command -v grep >/dev/null || exit 3; "
                                  "grep -ls -- %s /proc/[0-9]*/cmdline; exit 0" % pattern, timeout=20)
         return None if code != 0 else bool(out.strip())
@@ -325,9 +336,9 @@ class SSHBackend:
             stale = _stale_jobs.get(key)
         if not stale:
             return
-        remote_dir, cut_at, give_up_at = stale
+        tag, cut_at, give_up_at = stale
         while True:
-            running = self._stale_job_running(remote_dir)
+            running = self._stale_job_running(tag)
             if running is False or (running is None and time.monotonic() >= give_up_at):
                 break
             if time.monotonic() >= give_up_at:
@@ -337,10 +348,6 @@ class SSHBackend:
         with _stale_lock:
             if _stale_jobs.get(key) == stale:
                 del _stale_jobs[key]
-        try:
-            self.exec("rm -rf -- %s" % shlex.quote(remote_dir), timeout=20)   # left behind if the link died
-        except HostError:
-            pass
 
     def agent_facts(self, timeout=90):
         code, out, err = self.exec(self._sudo([self.agent, "facts"]), timeout=timeout, cap=FACTS_CAP)

@@ -332,11 +332,13 @@ _FORGED_AGENT = r'''#!/usr/bin/python3
 # Agent stand-in: runs the real agent, then poisons its reply before the grader reads it.
 import json, subprocess, sys
 REAL, MODE, POISON, RAW = %(real)r, %(mode)r, %(poison)r, %(raw)r
-proc = subprocess.run([REAL] + sys.argv[1:], capture_output=True)
+proc = subprocess.Popen([REAL] + sys.argv[1:], stdout=subprocess.PIPE)    # stdin: the job, straight to it
 if sys.argv[1:2] != ["run"]:
-    sys.stdout.buffer.write(proc.stdout)
-    sys.exit(proc.returncode)
-reply = json.loads(proc.stdout.decode().splitlines()[-1])
+    sys.stdout.buffer.write(proc.stdout.read())
+    sys.exit(proc.wait())
+sys.stdout.buffer.write(proc.stdout.readline())   # its ready line: the grader sends the job only then
+sys.stdout.flush()
+reply = json.loads(proc.stdout.read().decode().splitlines()[-1])
 if MODE == "error":
     reply = {"ok": False, "error": POISON + " @RAW@"}
 else:

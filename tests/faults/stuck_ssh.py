@@ -2,16 +2,13 @@
 one chosen step: a frozen VM or a wedged sshd as the grader meets it.
 
   mode "channel": never answers a channel open request;
-  mode "exec":    opens the channel, never answers the exec request;
-  mode "sftp":    answers commands (mktemp prints a work dir, anything else exits 0), never answers
-                  the SFTP subsystem request.
+  mode "exec":    opens the channel, never answers the exec request.
 
 The stuck step blocks that connection's server thread until close(), like a peer that is gone
 without the TCP connection noticing."""
 
 import socket
 import threading
-import time
 
 import paramiko
 
@@ -40,21 +37,6 @@ class _Stuck(paramiko.ServerInterface):
         return paramiko.OPEN_SUCCEEDED
 
     def check_channel_exec_request(self, channel, command):
-        if self.mode == "exec":
-            self.release.wait()
-            return False
-        threading.Thread(target=self._answer, args=(channel, command), daemon=True).start()
-        return True
-
-    @staticmethod
-    def _answer(channel, command):
-        time.sleep(0.3)             # after the server's reply to the exec request has gone out
-        if command.startswith(b"mktemp"):
-            channel.sendall(b"/tmp/bpfhol-StuckSftp0\n")
-        channel.send_exit_status(0)
-        channel.close()
-
-    def check_channel_subsystem_request(self, channel, name):
         self.release.wait()
         return False
 

@@ -15,15 +15,24 @@ pytestmark = pytest.mark.faults
 
 
 def crashing_agent(path, real_agent):
+    from grader.agent import AGENT_VERSION as version
+
     path.write_text(f"""#!{sys.executable}
-import json, os, sys
-if sys.argv[1:2] == ["run"]:
-    folder = os.path.dirname(sys.argv[2])
-    if any("CRASHME" in open(os.path.join(folder, f), errors="replace").read() for f in os.listdir(folder)
-           if f.endswith(".bt")):
-        print(json.dumps({{"ok": False, "reply_format": 1, "agent_version": 4, "code": "agent",
+import base64, json, os, subprocess, sys
+if sys.argv[1:2] == ["run"]:                 # the job comes on stdin after the real agent's ready line
+    agent = subprocess.Popen([sys.executable, "{real_agent}"] + sys.argv[1:], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE)
+    sys.stdout.buffer.write(agent.stdout.readline())
+    sys.stdout.flush()
+    sent = sys.stdin.buffer.read()
+    if any(b"CRASHME" in base64.b64decode(f) for f in json.loads(sent)["files"].values()):
+        agent.kill()
+        print(json.dumps({{"ok": False, "reply_format": 1, "agent_version": {version}, "code": "agent",
                           "error": "agent failed: this job broke me"}}))
         sys.exit(1)
+    out, _ = agent.communicate(sent)
+    sys.stdout.buffer.write(out)
+    sys.exit(agent.returncode)
 os.execv(sys.executable, [sys.executable, "{real_agent}"] + sys.argv[1:])
 """)
     path.chmod(0o755)

@@ -71,7 +71,7 @@ def test_the_agent_prints_only_replies_in_its_format(monkeypatch, capsys):
     code, usage = agent_prints(monkeypatch, capsys, ["bogus"])
     assert code == 1 and usage["code"] == "usage" and agent.reply_problems(usage) == []
 
-    def busy(path):
+    def busy(path, **kw):
         raise agent.JobError("busy: another grading job (agent pid 9) is still running", code="busy")
     monkeypatch.setattr(agent, "run_job", busy)
     _, reply = agent_prints(monkeypatch, capsys, ["run", "/nonexistent/job.json"])
@@ -80,7 +80,7 @@ def test_the_agent_prints_only_replies_in_its_format(monkeypatch, capsys):
         parse_reply(json.dumps(dict(reply, error="another job runs")).encode(), b"", 1, "vm1")
     assert exc.value.kind == "busy"
 
-    monkeypatch.setattr(agent, "run_job", lambda path: {"ok": True, "scripts": "not a list", "workload": None})
+    monkeypatch.setattr(agent, "run_job", lambda path, **kw: {"ok": True, "scripts": "not a list", "workload": None})
     code, reply = agent_prints(monkeypatch, capsys, ["run", "/nonexistent/job.json"])
     assert code == 1 and reply["ok"] is False and "outside its format" in reply["error"]
     assert "'scripts' is str" in reply["error"] and agent.reply_problems(reply) == []

@@ -74,20 +74,20 @@ def scripted(b, answers):
 
 def test_next_job_waits_until_the_cut_off_one_is_gone(fast):
     b = backend()
-    b._note_stale_job("/tmp/bpfhol-AbCdE12345", time.monotonic() + 10)
+    b._note_stale_job("bpfhol-job-0123456789abcdef0123", time.monotonic() + 10)
     calls = scripted(b, [RUNNING, RUNNING, RUNNING, GONE])
     b._settle_stale_job()
     greps = [c for c in calls if "/proc/1/cmdline" in c]
-    assert len(greps) == 4 and "/tmp/bpfhol-AbCdE12345/job[.]json" in greps[0]
-    assert calls[-1] == "rm -rf -- /tmp/bpfhol-AbCdE12345" and not ssh._stale_jobs
+    assert len(greps) == 4 and "[b]pfhol-job-0123456789abcdef0123" in greps[0]
+    assert calls == greps and not ssh._stale_jobs      # the job was never a folder: nothing to remove
     b._settle_stale_job()                              # nothing left to wait for
-    assert len(calls) == 5
+    assert len(calls) == 4
 
 
 def test_a_cut_off_job_still_running_past_its_bound_is_busy(fast, monkeypatch):
     monkeypatch.setattr(ssh, "STALE_MIN_WAIT", 0.3)
     b = backend()
-    b._note_stale_job("/tmp/bpfhol-AbCdE12345", time.monotonic())
+    b._note_stale_job("bpfhol-job-0123456789abcdef0123", time.monotonic())
     scripted(b, [RUNNING])
     t0 = time.monotonic()
     with pytest.raises(HostError) as err:
@@ -100,7 +100,7 @@ def test_a_cut_off_job_still_running_past_its_bound_is_busy(fast, monkeypatch):
 def test_when_it_cannot_be_told_the_whole_bound_is_waited(fast, monkeypatch):
     monkeypatch.setattr(ssh, "STALE_MIN_WAIT", 0.4)
     b = backend()
-    b._note_stale_job("/tmp/bpfhol-AbCdE12345", time.monotonic())
+    b._note_stale_job("bpfhol-job-0123456789abcdef0123", time.monotonic())
     scripted(b, [UNKNOWN])                              # no grep there, or /proc hides root's processes
     t0 = time.monotonic()
     b._settle_stale_job()
