@@ -48,8 +48,11 @@ DURATION_RE = re.compile(r"(?<![\w.])(-?)(\d{1,20})(?:\.(\d{1,9}))?(?![\w.])")
 HEX_FRAME = re.compile(r"^\s*(0x)?[0-9a-f]{6,}\s*$", re.I)
 
 
+@functools.lru_cache(maxsize=8192)
 def _ints(text):
-    return [number(m.group(0)) for m in INT_RE.finditer(text)]
+    """The integers of a line, read once per distinct line (each check reads a line up to three times, and a
+    guess prints the same lines run after run)."""
+    return tuple(number(m.group(0)) for m in INT_RE.finditer(text))
 
 
 def _columns(lines):
