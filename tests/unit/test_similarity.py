@@ -70,3 +70,15 @@ def test_two_hundred_students_are_compared_in_well_under_a_second():
     pairs = similarity.compare(scripts, LAB)
     assert time.monotonic() - start < 1.5
     assert pairs and all(p.score >= similarity.THRESHOLD for p in pairs)
+
+
+def test_pairs_on_the_dashboard_keep_hostile_names_and_scripts_as_text():
+    from grader import grading
+    from grader.reports import html_report
+
+    evil_name, evil_source = '<img src=x onerror=alert(1)>', disguise(reference("q3")) + "\n</pre><script>x()</script>"
+    pair = similarity.Pair("q3", evil_name, "", 0.93, evil_source, reference("q3"))
+    page = html_report.render([grading.not_gradable(evil_name, "x")], LAB, similar=[pair])
+    section = page.split('<section id="similarity">')[1].split("</section>")[0]
+    assert "<img" not in section and "<script" not in section and "&lt;/pre&gt;&lt;script&gt;" in section
+    assert 'data-score="0.93"' in section and "93% shared" in section and "the lab's reference" in section
