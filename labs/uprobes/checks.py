@@ -76,14 +76,20 @@ def _map_multisets(output):
     return keyed, valued
 
 
-def _matches(output, wanted):
-    """Where the output holds exactly the multiset ``wanted`` (None if nowhere).  A map keyed by the asked-for
-    value answers with its keys alone: what it stores per key (a count, each order's qty, a timestamp) is the
-    student's choice, so its keys must be exactly the run's distinct values and its values are not read."""
-    for (width, pos), values in _columns(output.lines).items():
+def _read(output):
+    """(columns, keyed, valued): the output's integer columns and its maps' multisets, read once per check (a
+    check matches them against two fields)."""
+    return (_columns(output.lines),) + _map_multisets(output)
+
+
+def _matches(read, wanted):
+    """Where the output (``_read``) holds exactly the multiset ``wanted`` (None if nowhere).  A map keyed by the
+    asked-for value answers with its keys alone: what it stores per key (a count, each order's qty, a timestamp)
+    is the student's choice, so its keys must be exactly the run's distinct values and its values are not read."""
+    columns, keyed, valued = read
+    for (width, pos), values in columns.items():
         if Counter(values) == wanted:
             return "a line per call (%d lines)" % len(values)
-    keyed, valued = _map_multisets(output)
     for (name, _), keys in keyed.items():
         if keys == set(wanted):
             return "map %s keyed by it" % name
@@ -111,13 +117,14 @@ def call_values(output, truth, params):
     wanted = Counter(rec.get(field) for rec in calls if isinstance(rec.get(field), int))
     if not wanted:
         return Verdict(False, "no_truth", "the workload's log has no %s values (a lab VM problem)" % field)
-    where = _matches(output, wanted)
+    read = _read(output)
+    where = _matches(read, wanted)
     if where:
         return Verdict(True, "ok", "every %s of the run's %d calls is there: %s" % (field, len(calls), where))
     seen = _seen(output)
     other = params.get("other_field")
     others = Counter(rec.get(other) for rec in calls if isinstance(rec.get(other), int)) if other else Counter()
-    if others and (_matches(output, others) or len(seen & set(others)) > len(seen & set(wanted))):
+    if others and (_matches(read, others) or len(seen & set(others)) > len(seen & set(wanted))):
         return Verdict(False, "other_field", "your output holds the calls' %s, not their %s" % (other, field))
     found = seen & set(wanted)
     if not found:
