@@ -386,7 +386,7 @@ def test_readonly_commands_of_the_text_run(lab, kernel, lab_name):
                               "nm ", "ls -l "))]
     assert len(cmds) >= {"kprobes": 6, "uprobes": 2}[lab_name], cmds
     for cmd in cmds:
-        r = lab.run(cmd, timeout=120)
+        r = lab.run(cmd + " 2>&1", timeout=120)   # bpftrace 0.17 prints --info on stderr (0.23 on stdout)
         # `grep -c` that counts nothing prints 0 and exits 1: Debian's arm64 kernels (12, 13) have no .cold parts
         # (the text says so); everything else must succeed
         counted_none = cmd == "sudo grep -c '\\.cold$' /proc/kallsyms" and r.returncode == 1 \
@@ -588,13 +588,13 @@ UPROBES_QUOTED = [
     # 0.23 on 6.12 attaches the wildcard as one multi-probe, and accepts it
     dict(cmd=LIBC_ALL, in_text=False, when=("linux 6.12", "bpftrace 0.23"), rc=0, quotes=["Attaching 1 probe..."],
          reject=[r"ERROR", r"exceeds"]),
-    # section 6: libc's names in user stacks (Debian 12: __GI___nanosleep and strtoll; Debian 13: nanosleep and
-    # strtol), and section 8: both versions print `Attaching N probes...` (the interval is one), none `Attached`
-    dict(cmd=LIBC_STACKS, in_text=False, when=("bpftrace 0.17",), rc=0, quotes=["Attaching N probes..."],
-         expect=[r"^Attaching 3 probes\.\.\.$", r"^\s+__GI___nanosleep\+0$", r"^\s+strtoll\+0$"],
-         reject=[r"^Attached"], **WORKLOAD_ON),
-    dict(cmd=LIBC_STACKS, in_text=False, when=("bpftrace 0.23",), rc=0, quotes=["Attaching N probes..."],
-         expect=[r"^Attaching 3 probes\.\.\.$", r"^\s+nanosleep\+0$", r"^\s+strtol\+0$"],
+    # section 6: libc's names in user stacks, one of several aliases, and which one is not tied to a release (seen:
+    # Debian 12 VM __nanosleep and strtoq, a Debian 12 host with the same glibc and bpftrace __GI___nanosleep and
+    # strtoll, Debian 13 nanosleep and strtol); section 8: both versions print `Attaching N probes...` (the
+    # interval is one), none `Attached`
+    dict(cmd=LIBC_STACKS, in_text=False, rc=0, quotes=["Attaching N probes..."],
+         expect=[r"^Attaching 3 probes\.\.\.$", r"^\s+(__GI___nanosleep|__nanosleep|nanosleep)\+0$",
+                 r"^\s+(strtol|strtoll|strtoq)\+0$"],
          reject=[r"^Attached"], **WORKLOAD_ON),
     # section 8: a bare program name is looked up in PATH by both; 0.17 warns when it finds it twice (/bin, /usr/bin)
     dict(cmd=BASH_READLINE, in_text=False, when=("bpftrace 0.17",), rc=0,
