@@ -136,6 +136,13 @@ MAP_KEYS_RE = re.compile(r"\b(?:max_map_keys|BPFTRACE_MAX_MAP_KEYS|BPFTRACE_MAP_
 # in 0.17 (about 128 MiB of kernel memory with 127-frame stacks): ten of them pinned 1.26 GiB here.
 MAX_STACK_FORMS = 4
 STACK_FORM_RE = re.compile(r"(?<![\w$@.>])([uk]stack)\b(\s*\([^()]*\))?")
+# A job's scripts run at once, so their stack maps add up: four scripts of the worst four forms would pin about
+# 2.16 GB (reliability row 30), a whole default lab VM.  bpftrace makes one map per distinct frame count (forms
+# of one count share it), STACK_MAP_ENTRIES entries of 8 bytes a frame; a form without a count takes the kernel's
+# 127.  The budget lets every script of a job hold its own ustack and kstack at full depth (4 x 133 MB).
+STACK_MAP_ENTRIES = 131072
+DEFAULT_STACK_FRAMES = 127
+MAX_JOB_STACK_BYTES = 640 << 20
 
 
 class JobError(Exception):
@@ -824,6 +831,29 @@ def refused_stacks(code):
     return None
 
 
+def stack_map_bytes(code):
+    """The kernel memory this script's stack maps take, as bpftrace 0.17 sizes them (an upper bound for later
+    versions): one map per distinct frame count.  A count that is not a small plain number counts as the
+    default (bpftrace refuses more than 127 frames itself)."""
+    frames = set()
+    for m in STACK_FORM_RE.finditer(code):
+        count = re.search(r"\b([0-9]{1,4})\b", m.group(2) or "")
+        frames.add(min(int(count.group(1)), DEFAULT_STACK_FRAMES) if count else DEFAULT_STACK_FRAMES)
+    return sum(STACK_MAP_ENTRIES * 8 * n for n in frames)
+
+
+def refused_job_stacks(code, taken):
+    """Why this script's stack maps do not fit in what the job's earlier scripts left of MAX_JOB_STACK_BYTES
+    (one line), or None.  Scripts are taken in the job's order, so the refusal falls on the script that
+    overflows, and the others run."""
+    need = stack_map_bytes(code)
+    if taken + need > MAX_JOB_STACK_BYTES:
+        return ("the stack maps of this script (%d MiB of kernel memory) do not fit beside the earlier scripts' "
+                "(%d MiB) in the %d MiB one job may take: use fewer stack forms or fewer frames (ustack(5))"
+                % (need >> 20, taken >> 20, MAX_JOB_STACK_BYTES >> 20))
+    return None
+
+
 def refused_include(source):
     """The first preprocessor line that may not run, or None (kept for callers of agent v4)."""
     return refused_preprocessor(source)
@@ -859,6 +889,7 @@ def stage_scripts(job, work):
     cap = int(min(int(job.get("output_cap", 256 << 10)), MAX_OUTPUT_BYTES))
     script_cap = int(min(int(job.get("script_cap", 64 << 10)), MAX_SCRIPT_BYTES))
     results, runs = [], []
+    stack_taken = 0                  # bytes of stack maps the job's staged scripts take (MAX_JOB_STACK_BYTES)
     for i, spec in enumerate(job.get("scripts") or []):
         name = str(spec.get("name", "script%d" % i))[:64]
         if "_files" in job and "upload" in spec:
@@ -870,9 +901,16 @@ def stage_scripts(job, work):
             continue
         source = data.decode("utf-8", "replace")
         why = script_refusal(source)
+        if not why:
+            try:
+                stack_bytes = stack_map_bytes(code_only(logical_source(source)))
+                why = refused_job_stacks(code_only(logical_source(source)), stack_taken)
+            except Exception as exc:     # a parse problem refuses this script, never the job
+                why = "the script could not be checked (%s); it is refused" % type(exc).__name__
         if why:
             results.append({"name": name, "status": "refused", "source": source, "error": why})
             continue
+        stack_taken += stack_bytes
         dest = os.path.join(work, "s%d.bt" % i)
         with open(dest, "wb") as out:
             out.write(data)

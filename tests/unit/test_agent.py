@@ -324,3 +324,27 @@ def test_leftover_clearing_takes_only_dead_jobs_folders(tmp_path, monkeypatch):
         assert agent.clear_leftovers({}, str(tmp_path)) == 1 and not fresh.exists()
     finally:
         os.close(held)
+
+
+def test_a_jobs_stack_maps_stay_within_its_budget(tmp_path):
+    """The per-script cap left a job of 4 scripts able to pin ~2.16 GB (reliability row 30): the job's scripts
+    share MAX_JOB_STACK_BYTES, taken in order; the script that overflows is refused, the others run.  Every
+    script of a job holding ustack and kstack at full depth (what honest answers do) fits."""
+    def staged(sources):
+        for n, text in enumerate(sources, 1):
+            (tmp_path / ("q%d.bt" % n)).write_text(text)
+        job = json.loads(Path(job_file(tmp_path, scripts=[{"name": "q%d" % n, "upload": "q%d.bt" % n}
+                                                           for n in range(1, len(sources) + 1)])).read_text())
+        job["_dir"] = str(tmp_path)
+        return agent.stage_scripts(job, str(tmp_path))[0]
+
+    worst = "k:f { @a[ustack] = count(); @b[ustack(126)] = count(); @c[ustack(125)] = count(); " \
+            "@d[kstack(124)] = count(); }"
+    assert agent.stack_map_bytes(worst) == 131072 * 8 * (127 + 126 + 125 + 124)     # 540,016,640: measured 540,546,120
+    results = staged([worst] * 4)
+    assert [r.name if hasattr(r, "name") else r["status"] for r in results] == ["q1", "refused", "refused", "refused"]
+    assert "do not fit" in results[1]["error"] and "(502 MiB of kernel memory)" in results[1]["error"]
+    honest = "k:f { @[kstack, ustack] = count(); @n[ustack(5)] = count(); }"
+    assert agent.stack_map_bytes(honest) == 131072 * 8 * (127 + 5)
+    assert all(hasattr(r, "name") for r in staged([honest] * 4))
+    assert agent.stack_map_bytes("k:f { @[ustack(perf, 99999)] = count(); }") == 131072 * 8 * 127
