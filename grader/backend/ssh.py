@@ -147,7 +147,18 @@ class SSHBackend:
                 conn.close()
                 raise HostError("authentication refused for %s (check the user and key in the roster)" % self.name,
                                 kind="auth")
-            except (OSError, socket.timeout, paramiko.SSHException, EOFError, HostError) as exc:
+            except paramiko.SSHException as exc:
+                conn.close()
+                if "No authentication methods available" in str(exc):
+                    # paramiko had nothing to offer (no key in the row, no agent, no ~/.ssh/id_*): retrying
+                    # cannot help, and "unreachable" would send the instructor after the network.
+                    raise HostError("no key to log in to %s: the roster row has no key and this machine has no "
+                                    "SSH agent or ~/.ssh/id_* key (add key: PATH to the row)" % self.name,
+                                    kind="auth")
+                last = exc
+                if attempt < self.tries:
+                    time.sleep(min(2 ** attempt, 4))
+            except (OSError, socket.timeout, EOFError, HostError) as exc:
                 conn.close()
                 last = exc
                 if attempt < self.tries:

@@ -103,3 +103,21 @@ def test_sshd_killed_and_vm_rebooted_mid_run(tmp_path, farm, lab_prefix):
         assert graded_normally(by[name]), (name, by[name])
     assert by["killed"]["status"] == "not_gradable"
     assert "unreachable" in by["killed"]["error"], by["killed"]["error"]
+
+
+def test_a_row_without_a_key_says_so_at_once(tmp_path, farm, lab_prefix, monkeypatch):
+    """A roster row with no key, on a machine with no SSH agent and no ~/.ssh/id_*: paramiko has nothing to offer
+    ("No authentication methods available"), which was retried 3 times and reported as "host unreachable".  Now
+    it is one not-gradable line that names the fix, and no retry."""
+    host = farm.add()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    keyless = {k: v for k, v in row("keyless", host, lab_prefix["agent"],
+                                    answers(tmp_path, "keyless", reference())).items() if k != "key"}
+    roster = write_roster(tmp_path / "roster.yml", [keyless])
+    proc, wall = run_grader("grade", roster, "--lab", FAULT_LAB, "--results", tmp_path / "res",
+                            "--connect-timeout", 2, "--retries", 1, timeout=120)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    by = validate_results(tmp_path / "res", ["keyless"])
+    error = by["keyless"]["error"]
+    assert "no key to log in" in error and "add key: PATH" in error and "unreachable" not in error, error
