@@ -310,7 +310,21 @@ def cmd_grade(args):
                               retries=args.retries, options=_options(args, results_dir), question=question,
                               adjust=_deadline_marks(args, lab, entries))
     _remember_lab(results_dir, lab, "grade")
+    _stop_if_most_have_no_scripts(judged, results_dir)
     return _finish(cohort_results(journal, [e.student for e in cohort]), lab, results_dir, args.quiet, judged)
+
+
+def _stop_if_most_have_no_scripts(judged, results_dir):
+    """A run where most students have no scripts in their answers folder is the roster's mistake (a forgotten
+    `answers:` or `student_user:`), not the cohort's: stop with one line before any report or LMS file is
+    written.  Their results are in the journal as not gradable, so the rerun after the fix grades exactly them."""
+    empty = [r for r in judged if r.status != "graded" and r.error.startswith("no scripts found")]
+    if len(judged) >= 3 and 2 * len(empty) > len(judged):
+        raise GraderError("%d of %d students have no scripts in their answers folder (%s): the roster most likely "
+                          "names the wrong folder or account; set answers: or student_user: (docs/roster.md) and "
+                          "rerun; no report was written (the journal in %s keeps every result)"
+                          % (len(empty), len(judged), empty[0].error.split(" (fix:")[0][len("no scripts found in "):],
+                             results_dir))
 
 
 def _lab_argument(args):
