@@ -120,7 +120,7 @@ def sum_per_name(output, truth, params):
     tables = defaultdict(Counter)      # (where) -> {name: total}
     named_any = False
     for entry in output.entries():
-        named = _names_in(entry.key or "", names)
+        named = _names_in(", ".join(entry.key), names)
         if not named or not isinstance(entry.value, int):
             continue
         named_any = True
