@@ -53,6 +53,8 @@ EXERCISE_REASONS = {
     "wrong_total": "not one duration per call",
     "non_parser": "credits calls to the wrong job",
     "wrong_counts": "wrong counts per job",
+    "wrong_sums": "wrong totals per name",
+    "stranger": "credits a name absent from the run",
 }
 
 # (code, pattern on the error text, label, the fix); the first that matches wins, the last matches everything.

@@ -145,7 +145,7 @@ def sum_per_name(output, truth, params):
             return Verdict(True, "ok", "%s gives each of the run's %d customers its total (%d payments)"
                            % (where, len(wanted), len(payments)))
     if not named_any:
-        return Verdict(False, "no_names", "nothing in your output names one of the run's customers")
+        return Verdict(False, "not_found", "nothing in your output names one of the run's customers")
     if any(set(+totals) - set(wanted) for totals in tables.values()):
         return Verdict(False, "stranger", "your output credits payments to a customer who paid nothing in this run")
     return Verdict(False, "wrong_sums", "the customers are named, but not with this run's totals")

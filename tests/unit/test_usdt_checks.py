@@ -170,11 +170,11 @@ def test_feedback_names_what_to_fix():
     assert verdict("s1", printf(*["qty %d" % o["qty"] for o in orders(t)])).reason == "other_field"
     assert verdict("s1", printf("order 1 qty 2")).reason == "not_found"
     assert verdict("s1", printf("order %d" % orders(t)[0]["order_id"])).reason == "partial"
-    assert verdict("s2", printf("nothing here 42")).reason == "no_names"
+    assert verdict("s2", printf("nothing here 42")).reason == "not_found"
     assert verdict("s2", map_("@", Counter(p["customer"] for p in payments(t)))).reason == "wrong_sums"
     stranger = next(c for c in CUSTOMERS if c not in totals(t))
     assert verdict("s2", map_("@", dict(totals(t), **{stranger: 5}))).reason == "stranger"
-    assert all(h in EX[e].hints for e, h in [("s1", "other_field"), ("s1", "partial"), ("s2", "no_names"),
+    assert all(h in EX[e].hints for e, h in [("s1", "other_field"), ("s1", "partial"), ("s2", "not_found"),
                                              ("s2", "wrong_sums"), ("s2", "stranger")])
 
 
