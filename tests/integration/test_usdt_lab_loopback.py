@@ -1,9 +1,10 @@
 """The USDT lab graded for real on this host (uprobes work here, and USDT probes are uprobes on their nops): real
 sshd on loopback, the real agent, real usdtme and bpftrace 0.17, the grader's CLI.  The reference answers get full
 marks; wrong answers (the other argument, counts instead of sums: tests/fixtures/scripts/usdt/wrong) get none.
-One grading run of two hosts, about 30 s."""
+One grading run of two hosts (about 27 s) and the text's examples (about 4 s each)."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,3 +48,27 @@ def test_usdt_references_full_marks_and_wrong_answers_none(tmp_path, farm, lab_p
     assert ria["lab"] == "usdt" and ria["workload"]["orders"] >= 24 and ria["workload"]["released"]
     reasons = {e["id"]: e["reason"] for e in sam["exercises"]}
     assert sam["score"] == 0 and reasons == {"s1": "other_field", "s2": "wrong_sums"}, reasons
+
+
+# What each example of the text prints when it works: 01 a restock with its item read by str(), 02 a linear
+# histogram of the queue's depth (the probe fires only while its semaphore is raised: proof that attaching raised it).
+EXAMPLE_SHOWS = {"01": r"usdtme pid \d+: restock (flour|lentils|olive_oil|rice) x \d+",
+                 "02": r"@depth:\s*\n\[\d+, \d+\)\s+\d+ \|"}
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in (LAB / "examples").glob("*.bt")))
+def test_every_example_of_the_text_runs_and_shows_its_point(tmp_path, lab_prefix, example):
+    """The text's examples against a running usdtme (as the menu starts it), with the real bpftrace, their
+    10 s shortened to 2 s; about 4 s each."""
+    binary = "%s/bin/usdtme" % lab_prefix["root"]
+    script = tmp_path / example
+    script.write_text((LAB / "examples" / example).read_text().replace("/opt/bpfhol/bin/usdtme", binary)
+                      .replace("interval:s:10 {", "interval:s:2 {"))
+    workload = subprocess.Popen([binary, "--interval-ms", "50"])
+    try:
+        proc = subprocess.run(["bpftrace", str(script)], capture_output=True, text=True, timeout=120)
+    finally:
+        workload.terminate()
+        workload.wait(timeout=10)
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(EXAMPLE_SHOWS[example[:2]], proc.stdout), proc.stdout[-2000:]
