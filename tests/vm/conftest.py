@@ -229,7 +229,10 @@ class ArmLabVM(LabVM):
         # Every boot of the emulated guest has a new host key.  Mitogen (ansible.cfg's strategy, when installed)
         # enforces host-key checking with its own -o StrictHostKeyChecking=yes placed before the inventory's
         # ssh args, and ssh takes the first value: say it to Ansible itself (as Vagrant's provisioner does).
-        self.env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+        # Provisioned from the student edition, as the amd64 VM is: what students get, and fixed for the run (a
+        # working tree edited between the first and second provision made the second one change things).
+        self.edition = student_edition(self.workdir / "edition")
+        self.env = dict(os.environ, ANSIBLE_CONFIG=str(self.edition / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
                         ANSIBLE_FORCE_COLOR="0", ANSIBLE_HOST_KEY_CHECKING="False")
 
     def qemu_vm(self, *args, timeout=300):
@@ -262,7 +265,7 @@ class ArmLabVM(LabVM):
         pubkeys = [Path(self.grader_key + ".pub").read_text().strip()]
         playbook = Path(sys.executable).parent / "ansible-playbook"
         exe = str(playbook) if playbook.exists() else (shutil.which("ansible-playbook") or "ansible-playbook")
-        cmd = [exe, "-i", str(self.inventory), str(REPO / "playbooks" / "lab.yml"), "-e",
+        cmd = [exe, "-i", str(self.inventory), str(self.edition / "playbooks" / "lab.yml"), "-e",
                json.dumps({"bpfhol_student_user": "vagrant", "bpfhol_grader_pubkeys": pubkeys}), *args]
         try:
             r = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=timeout,

@@ -590,11 +590,11 @@ UPROBES_QUOTED = [
          reject=[r"ERROR", r"exceeds"]),
     # section 6: libc's names in user stacks, one of several aliases, and which one is not tied to a release (seen:
     # Debian 12 VM __nanosleep and strtoq, a Debian 12 host with the same glibc and bpftrace __GI___nanosleep and
-    # strtoll, Debian 13 nanosleep and strtol); section 8: both versions print `Attaching N probes...` (the
+    # strtoll, Debian 13 nanosleep and strtol, Debian 13 arm64 nanosleep and strtoimax); section 8: both versions print `Attaching N probes...` (the
     # interval is one), none `Attached`
     dict(cmd=LIBC_STACKS, in_text=False, rc=0, quotes=["Attaching N probes..."],
          expect=[r"^Attaching 3 probes\.\.\.$", r"^\s+(__GI___nanosleep|__nanosleep|nanosleep)\+0$",
-                 r"^\s+(strtol|strtoll|strtoq)\+0$"],
+                 r"^\s+(strtol|strtoll|strtoq|strtoimax)\+0$"],
          reject=[r"^Attached"], **WORKLOAD_ON),
     # section 8: a bare program name is looked up in PATH by both; 0.17 warns when it finds it twice (/bin, /usr/bin)
     dict(cmd=BASH_READLINE, in_text=False, when=("bpftrace 0.17",), rc=0,
