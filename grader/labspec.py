@@ -67,6 +67,7 @@ class Lab:
     host_probe: str = "kprobe"   # the probe kind its hosts must attach (preflight --lab proves it; labmanifest.py)
     host_packages: list = field(default_factory=list)   # Debian packages its VM needs (the roles install them)
     menu: list = field(default_factory=list)         # what the VM's menu runs: [{program, args, description}]
+    reason_labels: dict = field(default_factory=dict)  # words for the reason codes only this lab's checks return
 
     def identity(self):
         """What evidence records of the lab: a re-judge checks it, and lists points that changed since.  The
@@ -424,6 +425,13 @@ def load_lab(name_or_path, labs_dir=None, course_seed=None, variant=None):
             raise GraderError("%s: %s must be a number from %s to %s" % (where, key, lo, hi))
         return value
 
+    reason_labels = data.get("reason_labels") or {}
+    if not isinstance(reason_labels, dict) or not all(
+            isinstance(k, str) and re.fullmatch(r"[a-z][a-z0-9_]{0,39}", k) and isinstance(v, str) and 0 < len(v) <= 80
+            for k, v in reason_labels.items()):
+        raise GraderError("%s: reason_labels maps reason codes (like wrong_sums) to short words (at most 80 "
+                          "characters)" % where)
+
     return Lab(
         name=str(_need(data, "name", str, where)), title=str(data.get("title", "")), path=lab_dir,
         answers_dir=str(data.get("answers_dir", "~/answers/%s" % data["name"])),
@@ -436,6 +444,7 @@ def load_lab(name_or_path, labs_dir=None, course_seed=None, variant=None):
         checks=checks, checks_module=checks_module, variant=names, host_probe=manifest["host_probe"],
         host_packages=manifest["host_packages"],
         menu=[dict(entry, program=rename(entry["program"], names)) for entry in manifest["menu"]],
+        reason_labels={str(k): str(v) for k, v in reason_labels.items()},
     )
 
 

@@ -2,8 +2,8 @@
 
 A verdict's reason (``close_path``) is a key: lab.yaml's hints are keyed by it and the journal keeps it.  An
 instructor reading the dashboard needs words instead, so every code the grader (grader/grading.py) or a lab's
-checks (labs/*/checks*) can return has a label here; tests/unit/test_reason_labels.py reads the sources and
-fails when a new code has none.
+checks (labs/*/checks*) can return has a label here or, for a code only one lab's checks return, in that lab's
+lab.yaml (`reason_labels:`); tests/unit/test_reason_labels.py reads the sources and fails when a code has none.
 
 Not-gradable results keep only their one-line error (no code), so NOT_GRADABLE maps the error's wording to a
 group: a code, a label and the fix an instructor applies to every student of that group at once.
@@ -53,8 +53,6 @@ EXERCISE_REASONS = {
     "wrong_total": "not one duration per call",
     "non_parser": "credits calls to the wrong job",
     "wrong_counts": "wrong counts per job",
-    "wrong_sums": "wrong totals per name",
-    "stranger": "credits a name absent from the run",
 }
 
 # (code, pattern on the error text, label, the fix); the first that matches wins, the last matches everything.
@@ -86,10 +84,13 @@ NOT_GRADABLE = [
 _NOT_GRADABLE = [(code, re.compile(pattern, re.I), label, fix) for code, pattern, label, fix in NOT_GRADABLE]
 
 
-def label(code):
-    """The human label of an exercise reason code (an unknown code is shown as itself, underscores as spaces)."""
+def label(code, lab=None):
+    """The human label of an exercise reason code: this table's, else the lab's own (lab.yaml `reason_labels`, for
+    the codes only its checks return: a new lab adds its words in its folder), else the code itself with
+    underscores as spaces."""
     code = str(code or "")
-    return EXERCISE_REASONS.get(code) or code.replace("_", " ") or "?"
+    own = getattr(lab, "reason_labels", None) or {}
+    return EXERCISE_REASONS.get(code) or own.get(code) or code.replace("_", " ") or "?"
 
 
 def not_gradable_group(error):

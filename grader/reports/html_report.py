@@ -326,7 +326,7 @@ def _questions_section(results, lab):
         key = ex.id.lower()
         why = "".join('<span class="why" data-reason="%s" data-count="%d"%s>%s (<span class="n">%d</span>)</span>'
                       % (e(reason, 60), count, "" if i < REASONS_SHOWN else " hidden",
-                         _filter_link("%s:%s" % (key, reason), e(reason_label(reason), 80)), count)
+                         _filter_link("%s:%s" % (key, reason), e(reason_label(reason, lab), 80)), count)
                       for i, (reason, count) in enumerate(reasons))
         rows.append('<tr class="question" data-exercise="%s" data-key="%s" data-rate="%.1f"><td>%s</td><td>%s</td>'
                     '<td style="white-space:nowrap"><span class="barbg"><span class="bar" style="width:%.1f%%">'
@@ -425,7 +425,7 @@ def render(results, lab, slug_of=None, lms_data=None, similar=None):
             if x and not x.passed:
                 attrs.append('data-%s-why="%s"' % (e(ex.id.lower(), 40), e(x.reason, 60)))
             cells.append('<td class="%s" title="%s">%s</td>' % (
-                mark, e(reason_label(x.reason), 100) if x else "", "%s %g/%g" % ("✔" if x.passed else "✘", x.score,
+                mark, e(reason_label(x.reason, lab), 100) if x else "", "%s %g/%g" % ("✔" if x.passed else "✘", x.score,
                                                                                   x.max_score) if x else "-"))
         score = "%g / %g" % (r.score, lab.max_score) if r.status == "graded" else "-"
         note = "" if r.status == "graded" else e(r.error, 300)
@@ -496,7 +496,7 @@ def render_student(result, lab, doc=None):
                      '<p class="verdict">verdict: %s <span class="muted">(<code>%s</code>)</span></p>'
                      '<h3>Feedback</h3><pre>%s</pre>'
                      % (e(x.id, 40), e(x.id, 40), e(titles.get(x.id, x.title), 200), "pass" if x.passed else "fail",
-                        "PASS" if x.passed else "FAIL", x.score, x.max_score, e(reason_label(x.reason), 100),
+                        "PASS" if x.passed else "FAIL", x.score, x.max_score, e(reason_label(x.reason, lab), 100),
                         e(x.reason, 100), e(x.feedback)))
         if item:
             stdout = item.get("stdout") if isinstance(item.get("stdout"), str) else ""

@@ -5,14 +5,20 @@ import re
 from pathlib import Path
 
 from grader.checks.reasons import EXERCISE_REASONS, label, not_gradable_group
+from grader.labspec import load_lab
 
 ROOT = Path(__file__).resolve().parents[2]
 VERDICT = re.compile(r'Verdict\(\s*[^,()]+,\s*"([a-z_0-9]+)"')
 GRADER_REASON = re.compile(r'reason="([a-z_0-9]+)"|return "([a-z_0-9]+)", |"status"\) in \(([^)]*)\)')
 
 
-def codes_in_sources():
+def codes_in_sources(lab=None):
+    """The reason codes the grader returns (lab=None), or one lab's checks."""
     codes = set()
+    if lab is not None:
+        for path in (ROOT / "labs" / lab).rglob("*.py"):
+            codes |= set(VERDICT.findall(path.read_text()))
+        return codes
     for path in list((ROOT / "labs").rglob("*.py")):
         codes |= set(VERDICT.findall(path.read_text()))
     for match in GRADER_REASON.finditer((ROOT / "grader" / "grading.py").read_text()):
@@ -22,10 +28,20 @@ def codes_in_sources():
 
 
 def test_every_reason_code_in_the_sources_has_a_label():
+    """Each lab's codes have words in the grader's table or in the lab's own lab.yaml (reason_labels): a new lab
+    adds its labels in its folder."""
     codes = codes_in_sources()
     assert {"close_path", "not_found", "missing", "compile_error", "stop_timeout", "too_large"} <= codes
-    assert codes - set(EXERCISE_REASONS) == set()
+    in_labs = set()
+    for lab_dir in sorted(p.parent for p in (ROOT / "labs").glob("*/lab.yaml")):
+        lab = load_lab(lab_dir.name)
+        in_labs |= codes_in_sources(lab_dir.name)
+        unlabelled = codes_in_sources(lab_dir.name) - set(EXERCISE_REASONS) - set(lab.reason_labels)
+        assert unlabelled == set(), (lab_dir.name, unlabelled)
+    assert codes - in_labs - set(EXERCISE_REASONS) == set()          # the grader's own codes: its table
     assert label("close_path") == "closes not taken into account" and label("brand_new") == "brand new"
+    usdt = load_lab("usdt")
+    assert label("wrong_sums", usdt) == "wrong totals per name" and label("wrong_sums") == "wrong sums"
 
 
 def test_not_gradable_errors_fall_into_the_group_whose_fix_applies():
