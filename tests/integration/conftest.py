@@ -49,11 +49,19 @@ def installed(built_wheel, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def installed_with_deps(built_wheel, tmp_path_factory):
-    """The wheel in a venv whose dependencies are this environment's (a .pth line), run from outside the checkout:
-    `installed_with_deps["bin"] / "bpfhol-grade"` with `cwd=installed_with_deps["outside"]`,
-    `env=installed_with_deps["env"]`."""
+def _venv_with_deps(built_wheel, tmp_path_factory):
     where = _venv_with(built_wheel, tmp_path_factory.mktemp("install-deps"))
     deps = [p for p in site.getsitepackages() if Path(p, "paramiko").is_dir()]
     (where["site"] / "bpfhol-test-deps.pth").write_text("\n".join(deps) + "\n")
     return where
+
+
+@pytest.fixture
+def installed_with_deps(_venv_with_deps, tmp_path):
+    """The wheel in a venv whose dependencies are this environment's (a .pth line), run from outside the checkout:
+    `installed_with_deps["bin"] / "bpfhol-grade"` with `cwd=installed_with_deps["outside"]`,
+    `env=installed_with_deps["env"]`.  The venv is the session's; the folder outside the checkout is this test's
+    own (each test's results/<lab>, rosters and journals start empty)."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    return dict(_venv_with_deps, outside=outside)
