@@ -17,7 +17,6 @@ What each step trusts:
 - Grading trusts the pool VMs, which the instructor controls (no student is root there).
 """
 
-import csv
 import hashlib
 import json
 import threading
@@ -29,6 +28,7 @@ from pathlib import Path
 from .errors import GraderError, HostError
 from .journal import slug
 from .labspec import expand_home
+from .sidefile import read_side_file
 from .reports import private_dir, write_atomic
 from .submissions import Submission
 
@@ -54,24 +54,11 @@ def parse_time(text, what="--deadline"):
 
 def load_extensions(path):
     """{student: deadline (epoch)} from a CSV (columns student,deadline) or YAML ({student: deadline}) file."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise GraderError("cannot read the extensions file %s: %s" % (path, exc.strerror))
-    if p.suffix.lower() == ".csv":
-        rows = list(csv.DictReader(text.splitlines()))
-        if rows and not {"student", "deadline"} <= set(rows[0]):
-            raise GraderError("extensions file %s: its columns must be student,deadline (found %s)"
-                              % (path, ",".join(rows[0])[:80]))
-        pairs = [(r["student"], r["deadline"]) for r in rows]
+    kind, data = read_side_file(path, "extensions file", ("student", "deadline"))
+    if kind == "csv":
+        pairs = [(row["student"], row["deadline"]) for _, row in data]
     else:
-        import yaml
-
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            raise GraderError("extensions file %s is not YAML (%s)" % (path, str(exc).splitlines()[0][:100]))
+        data = data or {}
         if not isinstance(data, dict):
             raise GraderError("extensions file %s must map each student to a deadline, e.g. `alice: "
                               "2026-12-16T23:59`" % path)

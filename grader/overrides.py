@@ -11,11 +11,11 @@ the current file's are applied, so a changed or emptied file takes effect and no
 Passing an empty file (header only) removes every override.
 """
 
-import csv
 import json
 from pathlib import Path
 
 from .errors import GraderError
+from .sidefile import read_side_file
 
 NAME = "overrides.json"
 OVERRIDE_MARK = "Instructor override: "
@@ -23,23 +23,10 @@ TOTAL = "total"
 
 
 def _rows(path):
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise GraderError("cannot read the overrides file %s: %s" % (path, exc.strerror))
-    if p.suffix.lower() == ".csv":
-        reader = csv.DictReader(text.splitlines())
-        if not {"student", "question", "points", "reason"} <= set(reader.fieldnames or ()):
-            raise GraderError("overrides file %s: its columns must be student,question,points,reason (found %s)"
-                              % (path, ",".join(reader.fieldnames or ())[:80]))
-        return [(i + 2, row) for i, row in enumerate(reader)]
-    import yaml
-
-    try:
-        data = yaml.safe_load(text) or []
-    except yaml.YAMLError as exc:
-        raise GraderError("overrides file %s is not YAML (%s)" % (path, str(exc).splitlines()[0][:100]))
+    kind, data = read_side_file(path, "overrides file", ("student", "question", "points", "reason"))
+    if kind == "csv":
+        return data
+    data = data or []
     if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
         raise GraderError("overrides file %s must be a list of {student, question, points, reason}, e.g. "
                           "`- {student: alice, question: q3, points: 4, reason: regrade request}`" % path)
